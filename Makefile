@@ -1,0 +1,105 @@
+# rl_mlops: the model lifecycle of an RL trading agent inside PostgreSQL.
+#
+#   make            build rl_mlops.so (serving, no libtorch) and
+#                   rl_mlops_trainer.so (training worker, links libtorch)
+#   make install    install both libraries, the control file and SQL scripts
+#   make deps       apt-get whatever the build and the tests need (root)
+#   make test       deps, build, install, then every test suite
+#   make demo       the whole lifecycle on a throwaway local cluster
+
+EXTENSION = rl_mlops
+EXTVERSION = 0.1.0
+
+# Debian's versioned pg_config; /usr/bin/pg_config may point at another major.
+PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
+
+# Objects shared by both libraries: plain C over weights and prices.
+COMMON_OBJS = src/forward.o src/env.o src/backtest.o src/checkpoint.o
+
+# rl_mlops.so: the SQL API.  Must never link libtorch (DESIGN section 2).
+MODULE_big = rl_mlops
+OBJS = \
+	src/rl_mlops.o \
+	src/guc.o \
+	src/lo.o \
+	src/registry.o \
+	src/trainer_launch.o \
+	$(COMMON_OBJS)
+
+# The install script is built from one file per concept in sql/install/.
+DATA_built = sql/rl_mlops--$(EXTVERSION).sql
+INSTALL_PARTS = $(sort $(wildcard $(srcdir)/sql/install/*.sql))
+
+# The training worker's library: C entry points plus the libtorch shim.
+TRAINER = rl_mlops_trainer
+TRAINER_OBJS = \
+	src/trainer/trainer_main.o \
+	src/trainer/trainer_check.o \
+	src/torch/rl_torch.o \
+	src/rollout.o \
+	$(COMMON_OBJS)
+
+# PGXS would run clang over the torch headers to emit bitcode: do not.
+override with_llvm = no
+
+# Our own code is warning-free; PostgreSQL's headers need these three off.
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter \
+	-Wno-missing-field-initializers -Wno-sign-compare
+PG_CPPFLAGS = -I$(srcdir)/src
+
+TORCH_CXXFLAGS = -std=c++17 -O2 -fPIC -Wall -Wextra -Werror \
+	-D_GLIBCXX_USE_CXX11_ABI=1 \
+	-isystem /usr/include/torch/csrc/api/include
+TORCH_LIBS = -ltorch -ltorch_cpu -lc10 -lstdc++
+
+# Both libraries may end up in one worker process (the trainer calls SQL
+# functions of rl_mlops.so); -Bsymbolic keeps each bound to its own copies.
+SHLIB_LINK = -lm -Wl,-Bsymbolic
+
+EXTRA_CLEAN = $(TRAINER)$(DLSUFFIX) $(TRAINER_OBJS)
+
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(PGXS),)
+include $(PGXS)
+else
+# Before 'make deps' there is no pg_config: only deps, test and demo work.
+all install:
+	@echo "pg_config for PostgreSQL 15 not found: run 'make deps' first" >&2; exit 1
+endif
+
+all: $(TRAINER)$(DLSUFFIX)
+
+sql/rl_mlops--$(EXTVERSION).sql: $(INSTALL_PARTS)
+	cat $(INSTALL_PARTS) > $@
+
+src/torch/rl_torch.o: src/torch/rl_torch.cpp src/torch/rl_torch.h src/rl_arch.h
+	$(CXX) $(TORCH_CXXFLAGS) -c -o $@ $<
+
+$(TRAINER)$(DLSUFFIX): $(TRAINER_OBJS)
+	$(CXX) -shared -o $@ $(TRAINER_OBJS) $(LDFLAGS) $(LDFLAGS_SL) \
+		-Wl,-Bsymbolic $(TORCH_LIBS) -lm
+
+install: install-trainer
+
+install-trainer: $(TRAINER)$(DLSUFFIX) installdirs
+	$(INSTALL_SHLIB) $(TRAINER)$(DLSUFFIX) '$(DESTDIR)$(pkglibdir)/$(TRAINER)$(DLSUFFIX)'
+
+uninstall: uninstall-trainer
+
+uninstall-trainer:
+	rm -f '$(DESTDIR)$(pkglibdir)/$(TRAINER)$(DLSUFFIX)'
+
+.PHONY: deps test demo install-trainer uninstall-trainer
+
+deps:
+	@sh tools/deps.sh
+
+test: deps
+	$(MAKE) all
+	$(MAKE) install
+	@bash test/run_all.sh
+
+demo: deps
+	$(MAKE) all
+	$(MAKE) install
+	@bash tools/demo.sh

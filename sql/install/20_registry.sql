@@ -1,0 +1,912 @@
+--------------------------------------------------------------------------
+-- Registry tables (DESIGN section 4)
+--------------------------------------------------------------------------
+
+-- One row per trading agent: where its prices are, its network, how it
+-- trains, how long models are kept and when it retrains.  Absurd settings
+-- are refused here, when they are set, by named CHECK constraints.
+CREATE TABLE rl_mlops.agents (
+    name text PRIMARY KEY
+        CONSTRAINT name_is_1_to_63_printable_characters
+        CHECK (length(name) BETWEEN 1 AND 63 AND name !~ '[[:cntrl:]]'),
+    source regclass NOT NULL,
+    symbol_column name NOT NULL DEFAULT 'symbol',
+    time_column name NOT NULL DEFAULT 'ts',
+    price_column name NOT NULL DEFAULT 'price',
+    features_column name,
+    n_features integer NOT NULL DEFAULT 0
+        CONSTRAINT n_features_between_0_and_256 CHECK (n_features BETWEEN 0 AND 256),
+    window_size integer NOT NULL DEFAULT 32
+        CONSTRAINT window_size_between_2_and_1024 CHECK (window_size BETWEEN 2 AND 1024),
+    hidden_size integer NOT NULL DEFAULT 64
+        CONSTRAINT hidden_size_between_2_and_1024 CHECK (hidden_size BETWEEN 2 AND 1024),
+    initial_epochs integer NOT NULL DEFAULT 30
+        CONSTRAINT initial_epochs_between_1_and_10000 CHECK (initial_epochs BETWEEN 1 AND 10000),
+    incremental_epochs integer NOT NULL DEFAULT 5
+        CONSTRAINT incremental_epochs_between_1_and_10000 CHECK (incremental_epochs BETWEEN 1 AND 10000),
+    data_window interval NOT NULL DEFAULT '30 days'
+        CONSTRAINT data_window_between_1_hour_and_100_years
+        CHECK (data_window >= interval '1 hour' AND data_window <= interval '100 years'),
+    holdout_fraction double precision NOT NULL DEFAULT 0.2
+        CONSTRAINT holdout_fraction_between_0_05_and_0_5
+        CHECK (holdout_fraction BETWEEN 0.05 AND 0.5),
+    episode_length integer NOT NULL DEFAULT 256
+        CONSTRAINT episode_length_between_8_and_100000 CHECK (episode_length BETWEEN 8 AND 100000),
+    transaction_cost double precision NOT NULL DEFAULT 0.0005
+        CONSTRAINT transaction_cost_between_0_and_0_1 CHECK (transaction_cost BETWEEN 0 AND 0.1),
+    learning_rate double precision NOT NULL DEFAULT 3e-4
+        CONSTRAINT learning_rate_between_1e_8_and_1 CHECK (learning_rate BETWEEN 1e-8 AND 1),
+    gamma double precision NOT NULL DEFAULT 0.99
+        CONSTRAINT gamma_between_0_and_1 CHECK (gamma > 0 AND gamma <= 1),
+    gae_lambda double precision NOT NULL DEFAULT 0.95
+        CONSTRAINT gae_lambda_between_0_and_1 CHECK (gae_lambda BETWEEN 0 AND 1),
+    clip_range double precision NOT NULL DEFAULT 0.2
+        CONSTRAINT clip_range_between_0_and_1 CHECK (clip_range > 0 AND clip_range <= 1),
+    update_passes integer NOT NULL DEFAULT 4
+        CONSTRAINT update_passes_between_1_and_100 CHECK (update_passes BETWEEN 1 AND 100),
+    minibatch_size integer NOT NULL DEFAULT 256
+        CONSTRAINT minibatch_size_between_8_and_65536 CHECK (minibatch_size BETWEEN 8 AND 65536),
+    value_coef double precision NOT NULL DEFAULT 0.5
+        CONSTRAINT value_coef_between_0_and_100 CHECK (value_coef BETWEEN 0 AND 100),
+    entropy_coef double precision NOT NULL DEFAULT 0.01
+        CONSTRAINT entropy_coef_between_0_and_10 CHECK (entropy_coef BETWEEN 0 AND 10),
+    max_grad_norm double precision NOT NULL DEFAULT 0.5
+        CONSTRAINT max_grad_norm_between_0_and_1000 CHECK (max_grad_norm > 0 AND max_grad_norm <= 1000),
+    seed bigint NOT NULL DEFAULT 42
+        CONSTRAINT seed_not_negative CHECK (seed >= 0),
+    threads integer NOT NULL DEFAULT 1
+        CONSTRAINT threads_between_1_and_64 CHECK (threads BETWEEN 1 AND 64),
+    retention_days integer NOT NULL DEFAULT 30
+        CONSTRAINT retention_days_between_0_and_36500 CHECK (retention_days BETWEEN 0 AND 36500),
+    keep_min integer NOT NULL DEFAULT 3
+        CONSTRAINT keep_min_between_1_and_1000 CHECK (keep_min BETWEEN 1 AND 1000),
+    scheduler_enabled boolean NOT NULL DEFAULT true,
+    interval_days integer NOT NULL DEFAULT 7
+        CONSTRAINT interval_days_between_1_and_365 CHECK (interval_days BETWEEN 1 AND 365),
+    last_retrain_time timestamptz,
+    deploy_gate text NOT NULL DEFAULT 'valid'
+        CONSTRAINT deploy_gate_is_valid_not_worse_or_better
+        CHECK (deploy_gate IN ('valid', 'not_worse', 'better')),
+    gate_min_delta double precision NOT NULL DEFAULT 0
+        CONSTRAINT gate_min_delta_between_0_and_100 CHECK (gate_min_delta BETWEEN 0 AND 100),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    created_by name NOT NULL DEFAULT session_user
+);
+
+COMMENT ON TABLE rl_mlops.agents IS
+    'Trading agents: source relation, architecture, training, retention and scheduler settings';
+
+-- One row per checkpoint version.  The checkpoint itself is a large object
+-- owned by the extension owner.
+CREATE TABLE rl_mlops.models (
+    agent text NOT NULL REFERENCES rl_mlops.agents (name) ON UPDATE CASCADE,
+    version text NOT NULL
+        CONSTRAINT version_is_a_utc_timestamp
+        CHECK (version ~ '^[0-9]{8}_[0-9]{6}(_[0-9]+)?$'),
+    checkpoint oid NOT NULL UNIQUE,
+    sha256 text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+    size_bytes bigint NOT NULL CHECK (size_bytes > 0),
+    file_name text GENERATED ALWAYS AS ('checkpoint_' || version || '.safetensors') STORED,
+    origin text NOT NULL DEFAULT 'imported' CHECK (origin IN ('trained', 'imported')),
+    parent_version text,
+    run_id bigint,
+    training_epochs integer,
+    training_loss double precision,
+    data_from timestamptz,
+    data_to timestamptz,
+    sigma double precision,
+    metrics jsonb NOT NULL DEFAULT '{}',
+    validation jsonb,
+    state text NOT NULL DEFAULT 'registered'
+        CHECK (state IN ('registered', 'validated', 'rejected', 'active', 'archived')),
+    pinned boolean NOT NULL DEFAULT false,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    validated_at timestamptz,
+    deployed_at timestamptz,
+    archived_at timestamptz,
+    created_by name NOT NULL DEFAULT session_user,
+    PRIMARY KEY (agent, version)
+);
+
+-- At most one active model per agent, enforced by the database itself.
+CREATE UNIQUE INDEX models_one_active_per_agent
+    ON rl_mlops.models (agent) WHERE state = 'active';
+CREATE INDEX models_agent_created ON rl_mlops.models (agent, created_at);
+
+COMMENT ON TABLE rl_mlops.models IS
+    'Model registry: one row per checkpoint version (checkpoint = large object oid)';
+
+-- Append-only deployment history.
+CREATE TABLE rl_mlops.deployments (
+    id bigserial PRIMARY KEY,
+    agent text NOT NULL REFERENCES rl_mlops.agents (name) ON UPDATE CASCADE,
+    version text NOT NULL,
+    previous_version text,
+    action text NOT NULL CHECK (action IN ('deploy', 'rollback')),
+    reason text,
+    deployed_by name NOT NULL DEFAULT session_user,
+    deployed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX deployments_agent_id ON rl_mlops.deployments (agent, id);
+
+-- One row per training run, updated in its own transactions while the
+-- worker runs so that psql sees live progress.
+CREATE TABLE rl_mlops.runs (
+    id bigserial PRIMARY KEY,
+    agent text NOT NULL REFERENCES rl_mlops.agents (name) ON UPDATE CASCADE,
+    trigger text NOT NULL DEFAULT 'manual' CHECK (trigger IN ('manual', 'schedule')),
+    requested_by name NOT NULL DEFAULT session_user,
+    full_training boolean NOT NULL DEFAULT false,
+    state text NOT NULL DEFAULT 'queued'
+        CHECK (state IN ('queued', 'preparing', 'training', 'validating', 'deploying',
+                         'succeeded', 'rejected', 'failed', 'cancelled')),
+    epoch integer NOT NULL DEFAULT 0,
+    epochs integer,
+    loss double precision,
+    samples_per_second double precision,
+    samples integer,
+    worker_pid integer,
+    parent_version text,
+    produced_version text,
+    error text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    started_at timestamptz,
+    finished_at timestamptz
+);
+CREATE INDEX runs_agent_id ON rl_mlops.runs (agent, id);
+
+SELECT pg_catalog.pg_extension_config_dump('rl_mlops.agents', '');
+SELECT pg_catalog.pg_extension_config_dump('rl_mlops.models', '');
+SELECT pg_catalog.pg_extension_config_dump('rl_mlops.deployments', '');
+SELECT pg_catalog.pg_extension_config_dump('rl_mlops.deployments_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('rl_mlops.runs', '');
+SELECT pg_catalog.pg_extension_config_dump('rl_mlops.runs_id_seq', '');
+
+--------------------------------------------------------------------------
+-- Internal C functions: bytes only, never granted to PUBLIC
+--------------------------------------------------------------------------
+
+CREATE FUNCTION rl_mlops._store_checkpoint(
+    data bytea, window_size integer, n_features integer, hidden_size integer,
+    OUT checkpoint oid, OUT sha256 text, OUT size_bytes bigint, OUT sigma double precision)
+RETURNS record
+AS 'MODULE_PATHNAME', 'rl_store_checkpoint' LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION rl_mlops._read_checkpoint(checkpoint oid, sha256 text)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'rl_read_checkpoint' LANGUAGE C STRICT STABLE;
+
+CREATE FUNCTION rl_mlops._validate_checkpoint(
+    checkpoint oid, sha256 text, window_size integer, n_features integer, hidden_size integer)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'rl_validate_checkpoint' LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION rl_mlops._invalidate_serving()
+RETURNS void
+AS 'MODULE_PATHNAME', 'rl_invalidate_serving' LANGUAGE C STRICT VOLATILE;
+
+--------------------------------------------------------------------------
+-- Internal SQL helpers
+--------------------------------------------------------------------------
+
+-- The agent's row, locked: every registry change of one agent serialises here.
+CREATE FUNCTION rl_mlops._lock_agent(p_agent text)
+RETURNS rl_mlops.agents
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a rl_mlops.agents;
+BEGIN
+    SELECT * INTO a FROM rl_mlops.agents WHERE name = p_agent FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'agent "%" does not exist', p_agent
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create it with rl_mlops.create_agent().';
+    END IF;
+    RETURN a;
+END
+$$;
+
+-- A model row of an agent, or a clear error.
+CREATE FUNCTION rl_mlops._model(p_agent text, p_version text)
+RETURNS rl_mlops.models
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m rl_mlops.models;
+BEGIN
+    SELECT * INTO m FROM rl_mlops.models WHERE agent = p_agent AND version = p_version;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'model version "%" of agent "%" does not exist', p_version, p_agent
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT version, state FROM rl_mlops.models_overview lists the versions.';
+    END IF;
+    RETURN m;
+END
+$$;
+
+-- A new version name: UTC YYYYMMDD_HHMMSS, then _2, _3... within one second.
+-- The caller holds the agent's lock.
+CREATE FUNCTION rl_mlops._new_version(p_agent text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    base text := to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYYMMDD_HH24MISS');
+    candidate text := base;
+    n integer := 1;
+BEGIN
+    WHILE EXISTS (SELECT 1 FROM rl_mlops.models WHERE agent = p_agent AND version = candidate) LOOP
+        n := n + 1;
+        candidate := base || '_' || n;
+    END LOOP;
+    RETURN candidate;
+END
+$$;
+
+-- Check that a column exists in the source relation and has a usable type.
+CREATE FUNCTION rl_mlops._check_source_column(
+    p_source regclass, p_column name, p_role text, p_types regtype[])
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t regtype;
+BEGIN
+    SELECT atttypid::regtype INTO t
+      FROM pg_attribute
+     WHERE attrelid = p_source AND attname = p_column AND attnum > 0 AND NOT attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'column "%" does not exist in relation %', p_column, p_source
+            USING ERRCODE = 'undefined_column',
+                  HINT = format('Name the %s column with %s_column => ''...''.', p_role, p_role);
+    END IF;
+    IF p_types IS NOT NULL AND NOT t = ANY (p_types) THEN
+        RAISE EXCEPTION 'column "%" of relation % has type %, not a % type', p_column, p_source, t, p_role
+            USING ERRCODE = 'datatype_mismatch',
+                  DETAIL = format('Accepted types: %s.', array_to_string(p_types, ', '));
+    END IF;
+END
+$$;
+
+--------------------------------------------------------------------------
+-- Agents
+--------------------------------------------------------------------------
+
+-- Register a trading agent over a price table or view.
+CREATE FUNCTION rl_mlops.create_agent(
+    name text,
+    source regclass,
+    symbol_column name DEFAULT 'symbol',
+    time_column name DEFAULT 'ts',
+    price_column name DEFAULT 'price',
+    features_column name DEFAULT NULL,
+    n_features integer DEFAULT NULL,
+    window_size integer DEFAULT 32,
+    hidden_size integer DEFAULT 64)
+RETURNS rl_mlops.agents
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a rl_mlops.agents;
+    nf integer := create_agent.n_features;
+BEGIN
+    IF create_agent.source IS NULL THEN
+        RAISE EXCEPTION 'source relation must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT pg_catalog.has_table_privilege(session_user, create_agent.source, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for relation %', create_agent.source
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'The role creating an agent must be able to read its source.';
+    END IF;
+    PERFORM rl_mlops._check_source_column(create_agent.source, create_agent.symbol_column, 'symbol', NULL);
+    PERFORM rl_mlops._check_source_column(create_agent.source, create_agent.time_column, 'time',
+        ARRAY['timestamptz', 'timestamp', 'date']::regtype[]);
+    PERFORM rl_mlops._check_source_column(create_agent.source, create_agent.price_column, 'price',
+        ARRAY['numeric', 'float8', 'float4', 'int2', 'int4', 'int8']::regtype[]);
+    IF create_agent.features_column IS NOT NULL THEN
+        PERFORM rl_mlops._check_source_column(create_agent.source, create_agent.features_column, 'features',
+            ARRAY['float4[]', 'float8[]', 'numeric[]']::regtype[]);
+        IF nf IS NULL THEN
+            EXECUTE format('SELECT array_length(%I, 1) FROM %s WHERE %I IS NOT NULL LIMIT 1',
+                           create_agent.features_column, create_agent.source, create_agent.features_column)
+               INTO nf;
+            IF nf IS NULL THEN
+                RAISE EXCEPTION 'cannot infer the number of features of column "%"', create_agent.features_column
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'Pass n_features => N.';
+            END IF;
+        END IF;
+    ELSIF coalesce(nf, 0) <> 0 THEN
+        RAISE EXCEPTION 'n_features needs a features column'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass features_column => ''...'', or leave n_features out.';
+    END IF;
+
+    INSERT INTO rl_mlops.agents AS ag (name, source, symbol_column, time_column, price_column,
+                                 features_column, n_features, window_size, hidden_size)
+    VALUES (create_agent.name, create_agent.source, create_agent.symbol_column,
+            create_agent.time_column, create_agent.price_column, create_agent.features_column,
+            coalesce(nf, 0), create_agent.window_size, create_agent.hidden_size)
+    RETURNING * INTO a;
+    RETURN a;
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'agent "%" already exists', create_agent.name
+        USING ERRCODE = 'duplicate_object',
+              HINT = 'Change its settings with rl_mlops.configure().';
+END
+$$;
+
+-- Change training, retention, scheduler and deployment-gate settings.
+-- NULL leaves a setting as it is.  The architecture and the source are
+-- fixed for an agent's life: its checkpoints depend on them.
+CREATE FUNCTION rl_mlops.configure(
+    name text,
+    initial_epochs integer DEFAULT NULL,
+    incremental_epochs integer DEFAULT NULL,
+    data_window interval DEFAULT NULL,
+    holdout_fraction double precision DEFAULT NULL,
+    episode_length integer DEFAULT NULL,
+    transaction_cost double precision DEFAULT NULL,
+    learning_rate double precision DEFAULT NULL,
+    gamma double precision DEFAULT NULL,
+    gae_lambda double precision DEFAULT NULL,
+    clip_range double precision DEFAULT NULL,
+    update_passes integer DEFAULT NULL,
+    minibatch_size integer DEFAULT NULL,
+    value_coef double precision DEFAULT NULL,
+    entropy_coef double precision DEFAULT NULL,
+    max_grad_norm double precision DEFAULT NULL,
+    seed bigint DEFAULT NULL,
+    threads integer DEFAULT NULL,
+    retention_days integer DEFAULT NULL,
+    keep_min integer DEFAULT NULL,
+    scheduler_enabled boolean DEFAULT NULL,
+    interval_days integer DEFAULT NULL,
+    deploy_gate text DEFAULT NULL,
+    gate_min_delta double precision DEFAULT NULL)
+RETURNS rl_mlops.agents
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    a rl_mlops.agents;
+BEGIN
+    PERFORM rl_mlops._lock_agent(configure.name);
+    UPDATE rl_mlops.agents SET
+        initial_epochs = coalesce(configure.initial_epochs, initial_epochs),
+        incremental_epochs = coalesce(configure.incremental_epochs, incremental_epochs),
+        data_window = coalesce(configure.data_window, data_window),
+        holdout_fraction = coalesce(configure.holdout_fraction, holdout_fraction),
+        episode_length = coalesce(configure.episode_length, episode_length),
+        transaction_cost = coalesce(configure.transaction_cost, transaction_cost),
+        learning_rate = coalesce(configure.learning_rate, learning_rate),
+        gamma = coalesce(configure.gamma, gamma),
+        gae_lambda = coalesce(configure.gae_lambda, gae_lambda),
+        clip_range = coalesce(configure.clip_range, clip_range),
+        update_passes = coalesce(configure.update_passes, update_passes),
+        minibatch_size = coalesce(configure.minibatch_size, minibatch_size),
+        value_coef = coalesce(configure.value_coef, value_coef),
+        entropy_coef = coalesce(configure.entropy_coef, entropy_coef),
+        max_grad_norm = coalesce(configure.max_grad_norm, max_grad_norm),
+        seed = coalesce(configure.seed, seed),
+        threads = coalesce(configure.threads, threads),
+        retention_days = coalesce(configure.retention_days, retention_days),
+        keep_min = coalesce(configure.keep_min, keep_min),
+        scheduler_enabled = coalesce(configure.scheduler_enabled, scheduler_enabled),
+        interval_days = coalesce(configure.interval_days, interval_days),
+        deploy_gate = coalesce(configure.deploy_gate, deploy_gate),
+        gate_min_delta = coalesce(configure.gate_min_delta, gate_min_delta)
+     WHERE name = configure.name
+    RETURNING * INTO a;
+    RETURN a;
+END
+$$;
+
+--------------------------------------------------------------------------
+-- Checkpoints in and out
+--------------------------------------------------------------------------
+
+-- Register a checkpoint made elsewhere (for example in PyTorch).  The
+-- bytes must pass the strict parser and match the agent's architecture;
+-- the new version starts in state 'registered'.
+CREATE FUNCTION rl_mlops.import_model(
+    agent text,
+    checkpoint bytea,
+    training_epochs integer DEFAULT NULL,
+    training_loss double precision DEFAULT NULL,
+    metrics jsonb DEFAULT '{}',
+    parent_version text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a rl_mlops.agents := rl_mlops._lock_agent(import_model.agent);
+    s record;
+    v text;
+BEGIN
+    IF import_model.checkpoint IS NULL THEN
+        RAISE EXCEPTION 'checkpoint must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF import_model.parent_version IS NOT NULL THEN
+        PERFORM rl_mlops._model(a.name, import_model.parent_version);
+    END IF;
+    s := rl_mlops._store_checkpoint(import_model.checkpoint, a.window_size, a.n_features, a.hidden_size);
+    v := rl_mlops._new_version(a.name);
+    INSERT INTO rl_mlops.models (agent, version, checkpoint, sha256, size_bytes, origin,
+                                 parent_version, training_epochs, training_loss, sigma, metrics)
+    VALUES (a.name, v, s.checkpoint, s.sha256, s.size_bytes, 'imported',
+            import_model.parent_version, import_model.training_epochs, import_model.training_loss,
+            s.sigma, coalesce(import_model.metrics, '{}'));
+    RETURN v;
+END
+$$;
+
+-- The checkpoint bytes of a version (default: the active one), verified
+-- against the recorded sha256.
+CREATE FUNCTION rl_mlops.export_model(agent text, version text DEFAULT NULL)
+RETURNS bytea
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m rl_mlops.models;
+BEGIN
+    IF export_model.version IS NULL THEN
+        SELECT * INTO m FROM rl_mlops.models
+         WHERE models.agent = export_model.agent AND state = 'active';
+        IF NOT FOUND THEN
+            PERFORM 1 FROM rl_mlops.agents WHERE name = export_model.agent;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'agent "%" does not exist', export_model.agent
+                    USING ERRCODE = 'undefined_object';
+            END IF;
+            RAISE EXCEPTION 'agent "%" has no active model', export_model.agent
+                USING ERRCODE = 'no_data_found',
+                      HINT = 'Name a version, or deploy one first.';
+        END IF;
+    ELSE
+        m := rl_mlops._model(export_model.agent, export_model.version);
+    END IF;
+    RETURN rl_mlops._read_checkpoint(m.checkpoint, m.sha256);
+END
+$$;
+
+--------------------------------------------------------------------------
+-- Validation, deployment, rollback
+--------------------------------------------------------------------------
+
+-- Run the seed's checks on a version and record each check's result.
+-- registered/validated/rejected versions become 'validated' or
+-- 'rejected'; an active or archived version keeps its state.
+CREATE FUNCTION rl_mlops.validate_model(agent text, version text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a rl_mlops.agents := rl_mlops._lock_agent(validate_model.agent);
+    m rl_mlops.models := rl_mlops._model(a.name, validate_model.version);
+    result jsonb;
+BEGIN
+    result := rl_mlops._validate_checkpoint(m.checkpoint, m.sha256, a.window_size,
+                                            a.n_features, a.hidden_size)
+              || jsonb_build_object('validated_at', now());
+    UPDATE rl_mlops.models
+       SET validation = result,
+           validated_at = now(),
+           state = CASE
+                     WHEN state IN ('active', 'archived') THEN state
+                     WHEN (result ->> 'ok')::boolean THEN 'validated'
+                     ELSE 'rejected'
+                   END
+     WHERE models.agent = a.name AND models.version = m.version;
+    IF NOT (result ->> 'ok')::boolean THEN
+        RAISE WARNING 'model version "%" of agent "%" failed validation', m.version, a.name
+            USING DETAIL = (SELECT string_agg(key || ': ' || (value ->> 'message'), '; ')
+                              FROM jsonb_each(result -> 'checks')
+                             WHERE NOT (value ->> 'ok')::boolean);
+    END IF;
+    RETURN result;
+END
+$$;
+
+-- Make a version the active one: archive the current one, record the
+-- deployment, drop serving caches at commit, then apply retention.  The
+-- caller holds the agent's lock; the version is checked again right here.
+CREATE FUNCTION rl_mlops._activate(a rl_mlops.agents, m rl_mlops.models, p_action text, p_reason text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current_version text;
+    recheck jsonb;
+BEGIN
+    IF m.state = 'registered' THEN
+        RAISE EXCEPTION 'model version "%" of agent "%" has not been validated', m.version, a.name
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Run rl_mlops.validate_model(%L, %L) first.', a.name, m.version);
+    ELSIF m.state = 'rejected' THEN
+        RAISE EXCEPTION 'model version "%" of agent "%" was rejected by validation', m.version, a.name
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = coalesce((SELECT string_agg(key || ': ' || (value ->> 'message'), '; ')
+                                       FROM jsonb_each(m.validation -> 'checks')
+                                      WHERE NOT (value ->> 'ok')::boolean), 'No validation recorded.');
+    END IF;
+
+    -- The large object may have changed since validation: check it again.
+    recheck := rl_mlops._validate_checkpoint(m.checkpoint, m.sha256, a.window_size,
+                                             a.n_features, a.hidden_size);
+    IF NOT (recheck ->> 'ok')::boolean THEN
+        RAISE EXCEPTION 'model version "%" of agent "%" no longer passes validation', m.version, a.name
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = (SELECT string_agg(key || ': ' || (value ->> 'message'), '; ')
+                              FROM jsonb_each(recheck -> 'checks')
+                             WHERE NOT (value ->> 'ok')::boolean);
+    END IF;
+
+    SELECT version INTO current_version FROM rl_mlops.models
+     WHERE agent = a.name AND state = 'active';
+    UPDATE rl_mlops.models SET state = 'archived', archived_at = now()
+     WHERE agent = a.name AND state = 'active';
+    UPDATE rl_mlops.models SET state = 'active', deployed_at = now(), archived_at = NULL
+     WHERE agent = a.name AND version = m.version;
+    INSERT INTO rl_mlops.deployments (agent, version, previous_version, action, reason)
+    VALUES (a.name, m.version, current_version, p_action, p_reason);
+    PERFORM rl_mlops._invalidate_serving();
+    RAISE LOG 'rl_mlops: deployed model version % of agent % (%)', m.version, a.name, p_action;
+    PERFORM rl_mlops.cleanup_old_models(a.name);
+    RETURN m.version;
+END
+$$;
+
+-- Deploy a validated (or archived) version.
+CREATE FUNCTION rl_mlops.deploy_model(agent text, version text, reason text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a rl_mlops.agents := rl_mlops._lock_agent(deploy_model.agent);
+    m rl_mlops.models := rl_mlops._model(a.name, deploy_model.version);
+BEGIN
+    IF m.state = 'active' THEN
+        RAISE NOTICE 'model version "%" of agent "%" is already active', m.version, a.name;
+        RETURN m.version;
+    END IF;
+    RETURN rl_mlops._activate(a, m, 'deploy', deploy_model.reason);
+END
+$$;
+
+-- Go back to the version that was active before the current one was
+-- deployed (repeated rollbacks walk further back), or to a named version.
+CREATE FUNCTION rl_mlops.rollback(agent text, to_version text DEFAULT NULL, reason text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a rl_mlops.agents := rl_mlops._lock_agent(rollback.agent);
+    current_version text;
+    target text := rollback.to_version;
+    m rl_mlops.models;
+BEGIN
+    SELECT version INTO current_version FROM rl_mlops.models
+     WHERE models.agent = a.name AND state = 'active';
+    IF current_version IS NULL THEN
+        RAISE EXCEPTION 'agent "%" has no active model to roll back', a.name
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF target IS NULL THEN
+        SELECT previous_version INTO target FROM rl_mlops.deployments d
+         WHERE d.agent = a.name AND d.version = current_version AND d.action = 'deploy'
+         ORDER BY d.id DESC LIMIT 1;
+        IF target IS NULL THEN
+            RAISE EXCEPTION 'agent "%" has no earlier deployment to roll back to', a.name
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = format('Version %s was deployed with no model active before it.', current_version),
+                      HINT = 'Name a version: rl_mlops.rollback(agent, to_version => ''...'').';
+        END IF;
+    END IF;
+    IF target = current_version THEN
+        RAISE EXCEPTION 'model version "%" of agent "%" is already active', target, a.name
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    SELECT * INTO m FROM rl_mlops.models WHERE models.agent = a.name AND version = target;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'cannot roll back agent "%" to version "%": it no longer exists', a.name, target
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Retention removed it; pin versions you want to keep with rl_mlops.pin_model().';
+    END IF;
+    RETURN rl_mlops._activate(a, m, 'rollback', rollback.reason);
+END
+$$;
+
+--------------------------------------------------------------------------
+-- Retention
+--------------------------------------------------------------------------
+
+-- Remove archived and rejected versions older than retention_days; never
+-- the active one, a pinned one, or one of the newest keep_min.  Their large
+-- objects are unlinked in the same transaction.
+CREATE FUNCTION rl_mlops.cleanup_old_models(agent text, dry_run boolean DEFAULT false)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a rl_mlops.agents := rl_mlops._lock_agent(cleanup_old_models.agent);
+    victims text[];
+    freed bigint;
+BEGIN
+    SELECT coalesce(array_agg(version ORDER BY created_at), '{}'), coalesce(sum(size_bytes), 0)
+      INTO victims, freed
+      FROM (SELECT version, state, pinned, size_bytes, created_at,
+                   coalesce(archived_at, validated_at, created_at) AS since,
+                   row_number() OVER (ORDER BY created_at DESC, version DESC) AS newest_rank
+              FROM rl_mlops.models WHERE models.agent = a.name) m
+     WHERE state IN ('archived', 'rejected')
+       AND NOT pinned
+       AND newest_rank > a.keep_min
+       AND since < now() - make_interval(days => a.retention_days);
+
+    IF NOT dry_run AND cardinality(victims) > 0 THEN
+        PERFORM pg_catalog.lo_unlink(checkpoint)
+           FROM rl_mlops.models
+          WHERE models.agent = a.name AND version = ANY (victims);
+        DELETE FROM rl_mlops.models WHERE models.agent = a.name AND version = ANY (victims);
+        RAISE LOG 'rl_mlops: removed % old model(s) of agent %, % bytes', cardinality(victims), a.name, freed;
+    END IF;
+    RETURN jsonb_build_object('agent', a.name, 'dry_run', dry_run,
+                              'removed', to_jsonb(victims), 'count', cardinality(victims),
+                              'bytes_freed', freed, 'retention_days', a.retention_days,
+                              'keep_min', a.keep_min);
+END
+$$;
+
+-- Pinned versions are never removed by retention.
+CREATE FUNCTION rl_mlops.pin_model(agent text, version text, pinned boolean DEFAULT true)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a rl_mlops.agents := rl_mlops._lock_agent(pin_model.agent);
+    m rl_mlops.models := rl_mlops._model(a.name, pin_model.version);
+BEGIN
+    UPDATE rl_mlops.models SET pinned = pin_model.pinned
+     WHERE models.agent = a.name AND models.version = m.version;
+    RETURN pin_model.pinned;
+END
+$$;
+
+CREATE FUNCTION rl_mlops.unpin_model(agent text, version text)
+RETURNS boolean
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT rl_mlops.pin_model(agent, version, false) $$;
+
+-- Remove an agent with all its versions and their large objects.
+CREATE FUNCTION rl_mlops.drop_agent(name text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a rl_mlops.agents := rl_mlops._lock_agent(drop_agent.name);
+    n integer;
+BEGIN
+    IF EXISTS (SELECT 1 FROM rl_mlops.runs r WHERE r.agent = a.name
+                AND r.state IN ('queued', 'preparing', 'training', 'validating', 'deploying')) THEN
+        RAISE EXCEPTION 'agent "%" has a training run in progress', a.name
+            USING ERRCODE = 'object_in_use',
+                  HINT = 'Cancel it with rl_mlops.cancel_retrain() first.';
+    END IF;
+    PERFORM pg_catalog.lo_unlink(checkpoint) FROM rl_mlops.models m WHERE m.agent = a.name;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    DELETE FROM rl_mlops.models m WHERE m.agent = a.name;
+    DELETE FROM rl_mlops.deployments d WHERE d.agent = a.name;
+    DELETE FROM rl_mlops.runs r WHERE r.agent = a.name;
+    DELETE FROM rl_mlops.agents ag WHERE ag.name = a.name;
+    RETURN jsonb_build_object('agent', a.name, 'models_removed', n);
+END
+$$;
+
+-- Remove every agent and every checkpoint large object: the documented
+-- step before DROP EXTENSION (the event trigger below does it for a plain
+-- "DROP EXTENSION rl_mlops").
+CREATE FUNCTION rl_mlops.drop_all()
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer := 0;
+    agent_name text;
+BEGIN
+    FOR agent_name IN SELECT name FROM rl_mlops.agents ORDER BY name LOOP
+        PERFORM rl_mlops.drop_agent(agent_name);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- Event trigger: a statement that is exactly "DROP EXTENSION [IF EXISTS]
+-- rl_mlops [CASCADE|RESTRICT]" first unlinks the checkpoints, in the same
+-- transaction (so a failed DROP keeps them).  Anything less certain (a
+-- multi-statement string, DROP SCHEMA ... CASCADE) is left alone: run
+-- rl_mlops.drop_all() first in that case.
+CREATE FUNCTION rl_mlops._on_drop_extension()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_query() ~* '^\s*drop\s+extension\s+(if\s+exists\s+)?"?rl_mlops"?(\s+(cascade|restrict))?\s*;?\s*$' THEN
+        PERFORM rl_mlops.drop_all();
+    END IF;
+END
+$$;
+
+CREATE EVENT TRIGGER rl_mlops_drop_extension ON ddl_command_start
+    WHEN TAG IN ('DROP EXTENSION')
+    EXECUTE FUNCTION rl_mlops._on_drop_extension();
+
+--------------------------------------------------------------------------
+-- Status and metadata in the seed's JSON shapes (DESIGN section 6)
+--------------------------------------------------------------------------
+
+CREATE FUNCTION rl_mlops.status(agent text DEFAULT 'default')
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a rl_mlops.agents;
+    m rl_mlops.models;
+    total integer;
+    running rl_mlops.runs;
+BEGIN
+    SELECT * INTO a FROM rl_mlops.agents WHERE name = status.agent;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'agent "%" does not exist', status.agent
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create it with rl_mlops.create_agent().';
+    END IF;
+    SELECT * INTO m FROM rl_mlops.models WHERE models.agent = a.name AND state = 'active';
+    SELECT count(*) INTO total FROM rl_mlops.models WHERE models.agent = a.name;
+    SELECT * INTO running FROM rl_mlops.runs r
+     WHERE r.agent = a.name AND r.state IN ('queued', 'preparing', 'training', 'validating', 'deploying')
+     ORDER BY r.id DESC LIMIT 1;
+    RETURN jsonb_build_object(
+        'success', true,
+        'status', jsonb_build_object(
+            'agent', a.name,
+            'model_loaded', m.version IS NOT NULL,
+            'model_info', jsonb_build_object(
+                'current_version', m.version,
+                'current_path', CASE WHEN m.version IS NOT NULL
+                                     THEN format('pg_largeobject:%s/%s', m.checkpoint, m.file_name) END,
+                'checkpoint_oid', m.checkpoint::bigint,
+                'sha256', m.sha256,
+                'deployed_at', m.deployed_at,
+                'total_models', total,
+                'retention_days', a.retention_days),
+            'scheduler', jsonb_build_object(
+                'enabled', a.scheduler_enabled,
+                'is_training', running.id IS NOT NULL,
+                'last_retrain_time', a.last_retrain_time,
+                'next_retrain_time', a.last_retrain_time + make_interval(days => a.interval_days),
+                'interval_days', a.interval_days,
+                'run', CASE WHEN running.id IS NOT NULL THEN jsonb_build_object(
+                           'id', running.id, 'state', running.state, 'epoch', running.epoch,
+                           'epochs', running.epochs, 'loss', running.loss) END)));
+END
+$$;
+
+CREATE FUNCTION rl_mlops.metadata(agent text DEFAULT 'default')
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a rl_mlops.agents;
+BEGIN
+    SELECT * INTO a FROM rl_mlops.agents WHERE name = metadata.agent;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'agent "%" does not exist', metadata.agent
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN jsonb_build_object(
+        'models', coalesce((
+            SELECT jsonb_agg(jsonb_build_object(
+                       'version', m.version,
+                       'deployed_at', m.deployed_at,
+                       'source_path', format('pg_largeobject:%s/%s', m.checkpoint, m.file_name),
+                       'active_path', CASE WHEN m.state = 'active'
+                                           THEN format('pg_largeobject:%s/%s', m.checkpoint, m.file_name) END,
+                       'training_epochs', m.training_epochs,
+                       'training_loss', m.training_loss,
+                       'state', m.state,
+                       'created_at', m.created_at,
+                       'sha256', m.sha256,
+                       'parent_version', m.parent_version,
+                       'metrics', m.metrics)
+                   ORDER BY m.created_at, m.version)
+              FROM rl_mlops.models m WHERE m.agent = a.name), '[]'),
+        'current_version', (SELECT version FROM rl_mlops.models m
+                             WHERE m.agent = a.name AND m.state = 'active'),
+        'last_retrain_time', a.last_retrain_time,
+        'next_retrain_time', a.last_retrain_time + make_interval(days => a.interval_days));
+END
+$$;
+
+--------------------------------------------------------------------------
+-- Views for psql
+--------------------------------------------------------------------------
+
+CREATE VIEW rl_mlops.models_overview AS
+SELECT agent, version, state, pinned, origin, parent_version,
+       training_epochs, round(training_loss::numeric, 6) AS training_loss,
+       pg_catalog.pg_size_pretty(size_bytes) AS size,
+       (metrics #>> '{holdout,sharpe}')::double precision AS holdout_sharpe,
+       (validation ->> 'ok')::boolean AS valid,
+       created_at, deployed_at, archived_at,
+       checkpoint, left(sha256, 12) AS sha256_prefix, file_name
+  FROM rl_mlops.models
+ ORDER BY agent, created_at DESC, version DESC;
+
+CREATE VIEW rl_mlops.deployment_history AS
+SELECT id, agent, deployed_at, action, version, previous_version, deployed_by, reason
+  FROM rl_mlops.deployments
+ ORDER BY agent, id DESC;
+
+CREATE VIEW rl_mlops.current_models AS
+SELECT a.name AS agent, m.version, m.deployed_at, now() - m.deployed_at AS active_for,
+       m.training_epochs, m.training_loss, m.checkpoint, m.sha256,
+       (SELECT count(*) FROM rl_mlops.models x WHERE x.agent = a.name) AS total_models
+  FROM rl_mlops.agents a
+  LEFT JOIN rl_mlops.models m ON m.agent = a.name AND m.state = 'active'
+ ORDER BY a.name;
+
+--------------------------------------------------------------------------
+-- Privileges (DESIGN section 9): mutating and internal functions are not
+-- for PUBLIC; reading needs USAGE on the schema and SELECT on the tables.
+--------------------------------------------------------------------------
+
+REVOKE ALL ON FUNCTION
+    rl_mlops._store_checkpoint(bytea, integer, integer, integer),
+    rl_mlops._read_checkpoint(oid, text),
+    rl_mlops._validate_checkpoint(oid, text, integer, integer, integer),
+    rl_mlops._invalidate_serving(),
+    rl_mlops._lock_agent(text),
+    rl_mlops._model(text, text),
+    rl_mlops._new_version(text),
+    rl_mlops._check_source_column(regclass, name, text, regtype[]),
+    rl_mlops._activate(rl_mlops.agents, rl_mlops.models, text, text),
+    rl_mlops.create_agent(text, regclass, name, name, name, name, integer, integer, integer),
+    rl_mlops.configure(text, integer, integer, interval, double precision, integer,
+                       double precision, double precision, double precision, double precision,
+                       double precision, integer, integer, double precision, double precision,
+                       double precision, bigint, integer, integer, integer, boolean, integer,
+                       text, double precision),
+    rl_mlops.import_model(text, bytea, integer, double precision, jsonb, text),
+    rl_mlops.export_model(text, text),
+    rl_mlops.validate_model(text, text),
+    rl_mlops.deploy_model(text, text, text),
+    rl_mlops.rollback(text, text, text),
+    rl_mlops.cleanup_old_models(text, boolean),
+    rl_mlops.pin_model(text, text, boolean),
+    rl_mlops.unpin_model(text, text),
+    rl_mlops.drop_agent(text),
+    rl_mlops.drop_all()
+FROM PUBLIC;

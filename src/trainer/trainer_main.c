@@ -1,0 +1,57 @@
+/*-------------------------------------------------------------------------
+ *
+ * trainer_main.c
+ *	  What every trainer worker does first: signals, then a database
+ *	  connection as the role that asked for the work.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "storage/latch.h"
+
+#include "trainer/trainer.h"
+
+PG_MODULE_MAGIC;
+
+/* Set by SIGTERM (cancel_retrain, pg_terminate_backend, shutdown). */
+volatile sig_atomic_t rl_trainer_stop_requested = false;
+
+/*
+ * SIGTERM only sets a flag: the default background worker handler would
+ * ereport(FATAL) from inside libtorch, and die() would make the next
+ * CHECK_FOR_INTERRUPTS exit before the run could record "cancelled".
+ */
+static void
+handle_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	rl_trainer_stop_requested = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/* Set up signals and connect as the role that asked for the work. */
+RlWorkerArgs
+rl_trainer_start(void)
+{
+	RlWorkerArgs args;
+
+	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+	pqsignal(SIGTERM, handle_sigterm);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(args.database_id,
+											  args.role_id, 0);
+	return args;
+}
+
+/* Should-stop callback handed to the libtorch wrapper between batches. */
+bool
+rl_trainer_should_stop(void *arg)
+{
+	return rl_trainer_stop_requested;
+}

@@ -1,0 +1,64 @@
+/*-------------------------------------------------------------------------
+ *
+ * trainer_shm.h
+ *	  What the calling backend and a trainer worker share: the arguments
+ *	  passed in bgw_extra and the report a check worker writes back into a
+ *	  dynamic shared memory segment.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef RL_TRAINER_SHM_H
+#define RL_TRAINER_SHM_H
+
+#include "postgres.h"
+
+#define RL_TRAINER_LIBRARY "rl_mlops_trainer"
+#define RL_TRAINER_MSGLEN 512
+
+/* Packed into BackgroundWorker.bgw_extra: who the worker connects as. */
+typedef struct RlWorkerArgs
+{
+	Oid			database_id;
+	Oid			role_id;
+	int64		run_id;			/* training run, or 0 for a check */
+} RlWorkerArgs;
+
+/* check_trainer(): inputs set by the caller, results set by the worker. */
+typedef struct RlCheckReport
+{
+	int32		ppo_updates;
+	int32		threads;
+
+	bool		done;			/* the worker wrote everything below */
+	bool		ok;
+	char		torch_version[64];
+	int32		threads_used;
+	double		loss_before;
+	double		loss_after;
+	double		max_forward_diff;	/* libtorch vs the C forward pass */
+	double		elapsed_ms;
+	char		message[RL_TRAINER_MSGLEN];
+} RlCheckReport;
+
+/*
+ * retrain(): the request the caller writes, and the handshake the run
+ * worker answers with once it has taken the agent's lock and committed
+ * its run row (or found another run already in progress).
+ */
+typedef struct RlRunRequest
+{
+	char		agent[NAMEDATALEN];
+	char		trigger[16];	/* manual or schedule */
+	int32		epochs;			/* 0: the agent's setting */
+	bool		full;			/* train from scratch */
+
+	bool		answered;		/* the worker set the fields below */
+	int64		run_id;
+	bool		already_running;	/* run_id is another worker's run */
+	char		message[RL_TRAINER_MSGLEN];	/* why no run was started */
+} RlRunRequest;
+
+/* Advisory lock (two-key form) a run worker holds for its agent. */
+#define RL_RUN_LOCK_CLASS 1380732236	/* 'RLML' */
+
+#endif							/* RL_TRAINER_SHM_H */
