@@ -14,15 +14,15 @@ EXTVERSION = 0.1.0
 PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
 
 # Objects shared by both libraries: plain C over weights and prices.
-COMMON_OBJS = src/forward.o src/env.o src/backtest.o src/checkpoint.o
+COMMON_OBJS = src/forward.o src/env.o src/backtest.o src/checkpoint.o \
+	src/owner.o src/lo.o src/guc.o
 
 # rl_mlops.so: the SQL API.  Must never link libtorch (DESIGN section 2).
 MODULE_big = rl_mlops
 OBJS = \
 	src/rl_mlops.o \
-	src/guc.o \
-	src/lo.o \
 	src/registry.o \
+	src/retrain.o \
 	src/trainer_launch.o \
 	$(COMMON_OBJS)
 
@@ -35,6 +35,10 @@ TRAINER = rl_mlops_trainer
 TRAINER_OBJS = \
 	src/trainer/trainer_main.o \
 	src/trainer/trainer_check.o \
+	src/trainer/trainer_run.o \
+	src/trainer/dataset.o \
+	src/trainer/ppo.o \
+	src/trainer/net_io.o \
 	src/torch/rl_torch.o \
 	src/rollout.o \
 	$(COMMON_OBJS)

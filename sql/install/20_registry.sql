@@ -659,9 +659,13 @@ BEGIN
        AND since < now() - make_interval(days => a.retention_days);
 
     IF NOT dry_run AND cardinality(victims) > 0 THEN
+        -- a large object unlinked behind the registry's back must not
+        -- block retention (and with it every deploy)
         PERFORM pg_catalog.lo_unlink(checkpoint)
            FROM rl_mlops.models
-          WHERE models.agent = a.name AND version = ANY (victims);
+          WHERE models.agent = a.name AND version = ANY (victims)
+            AND EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata l
+                         WHERE l.oid = models.checkpoint);
         DELETE FROM rl_mlops.models WHERE models.agent = a.name AND version = ANY (victims);
         RAISE LOG 'rl_mlops: removed % old model(s) of agent %, % bytes', cardinality(victims), a.name, freed;
     END IF;
@@ -710,9 +714,11 @@ BEGIN
             USING ERRCODE = 'object_in_use',
                   HINT = 'Cancel it with rl_mlops.cancel_retrain() first.';
     END IF;
-    PERFORM pg_catalog.lo_unlink(checkpoint) FROM rl_mlops.models m WHERE m.agent = a.name;
-    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM pg_catalog.lo_unlink(checkpoint) FROM rl_mlops.models m
+     WHERE m.agent = a.name
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata l WHERE l.oid = m.checkpoint);
     DELETE FROM rl_mlops.models m WHERE m.agent = a.name;
+    GET DIAGNOSTICS n = ROW_COUNT;
     DELETE FROM rl_mlops.deployments d WHERE d.agent = a.name;
     DELETE FROM rl_mlops.runs r WHERE r.agent = a.name;
     DELETE FROM rl_mlops.agents ag WHERE ag.name = a.name;
@@ -767,7 +773,7 @@ CREATE EVENT TRIGGER rl_mlops_drop_extension ON ddl_command_start
 
 CREATE FUNCTION rl_mlops.status(agent text DEFAULT 'default')
 RETURNS jsonb
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -782,6 +788,8 @@ BEGIN
             USING ERRCODE = 'undefined_object',
                   HINT = 'Create it with rl_mlops.create_agent().';
     END IF;
+    -- a run whose worker died is marked failed the next time anyone looks
+    PERFORM rl_mlops._reap_dead_runs(a.name);
     SELECT * INTO m FROM rl_mlops.models WHERE models.agent = a.name AND state = 'active';
     SELECT count(*) INTO total FROM rl_mlops.models WHERE models.agent = a.name;
     SELECT * INTO running FROM rl_mlops.runs r
@@ -908,5 +916,6 @@ REVOKE ALL ON FUNCTION
     rl_mlops.pin_model(text, text, boolean),
     rl_mlops.unpin_model(text, text),
     rl_mlops.drop_agent(text),
-    rl_mlops.drop_all()
+    rl_mlops.drop_all(),
+    rl_mlops._on_drop_extension()
 FROM PUBLIC;

@@ -21,46 +21,11 @@
 
 #include "forward.h"
 #include "torch/rl_torch.h"
+#include "trainer/net_io.h"
 #include "trainer/trainer.h"
 
 #define CHECK_BATCH 512
 #define CHECK_SEED 20261124
-
-/* Names of the eight parameter tensors, in RlWeights order. */
-static const char *const param_names[RL_N_PARAMS] = {
-	"trunk.0.weight", "trunk.0.bias", "trunk.2.weight", "trunk.2.bias",
-	"actor.weight", "actor.bias", "critic.weight", "critic.bias"
-};
-
-/* Copy the network's parameters out of libtorch into C arrays. */
-static bool
-copy_weights(RlTorchNet *net, const RlArch *arch, RlWeights *w, char *err)
-{
-	int64		sizes[RL_N_PARAMS] = {
-		(int64) arch->hidden * arch->obs_dim, arch->hidden,
-		(int64) arch->hidden * arch->hidden, arch->hidden,
-		(int64) arch->n_actions * arch->hidden, arch->n_actions,
-		arch->hidden, 1
-	};
-	float	   *buf[RL_N_PARAMS];
-
-	for (int i = 0; i < RL_N_PARAMS; i++)
-	{
-		buf[i] = palloc(sizes[i] * sizeof(float));
-		if (rl_torch_tensor_get(net, param_names[i], buf[i], sizes[i], err) != RL_TORCH_OK)
-			return false;
-	}
-	w->arch = *arch;
-	w->trunk0_w = buf[0];
-	w->trunk0_b = buf[1];
-	w->trunk2_w = buf[2];
-	w->trunk2_b = buf[3];
-	w->actor_w = buf[4];
-	w->actor_b = buf[5];
-	w->critic_w = buf[6];
-	w->critic_b = buf[7];
-	return true;
-}
 
 /* Largest difference between libtorch's outputs and the C forward pass. */
 static double
@@ -116,9 +81,9 @@ run_check(RlCheckReport *report)
 	pg_prng_seed(&rng, CHECK_SEED);
 	for (int i = 0; i < CHECK_BATCH * arch.obs_dim; i++)
 		obs[i] = (float) (pg_prng_double(&rng) * 2.0 - 1.0);
-	if (rl_torch_forward(net, obs, CHECK_BATCH, probs, values, err) != RL_TORCH_OK ||
-		!copy_weights(net, &arch, &weights, err))
+	if (rl_torch_forward(net, obs, CHECK_BATCH, probs, values, err) != RL_TORCH_OK)
 		goto done;
+	rl_net_weights(net, &arch, &weights);
 	report->max_forward_diff = forward_difference(&weights, obs, CHECK_BATCH,
 												  probs, values);
 

@@ -1,0 +1,22 @@
+/*-------------------------------------------------------------------------
+ *
+ * owner.h
+ *	  Running a piece of C code as the extension's owner.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef RL_OWNER_H
+#define RL_OWNER_H
+
+/* What rl_become_owner saved, for rl_restore_user. */
+typedef struct RlSavedUser
+{
+	Oid			userid;
+	int			sec_context;
+} RlSavedUser;
+
+extern Oid	rl_extension_owner(void);
+extern RlSavedUser rl_become_owner(void);
+extern void rl_restore_user(RlSavedUser saved);
+
+#endif							/* RL_OWNER_H */

@@ -1,0 +1,155 @@
+/*-------------------------------------------------------------------------
+ *
+ * ppo.c
+ *	  Step 2 of a training run: PPO epochs.  One epoch is one rollout over
+ *	  all training episodes with the current policy (libtorch's batched
+ *	  forward pass, one call per step for all episodes together), then the
+ *	  update passes.  A stop request (SIGTERM) is noticed between rollout
+ *	  steps and between minibatches and ends the run as cancelled.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "portability/instr_time.h"
+
+#include "trainer/ppo.h"
+#include "trainer/trainer.h"
+
+/* Policy callback of the rollout: the net's batched forward pass. */
+typedef struct PolicyArg
+{
+	RlTorchNet *net;
+	char		err[RL_TORCH_ERRLEN];
+} PolicyArg;
+
+static int
+torch_policy(void *arg, const float *obs, int64_t n, float *probs, float *values)
+{
+	PolicyArg  *p = (PolicyArg *) arg;
+
+	if (rl_trainer_stop_requested)
+	{
+		strlcpy(p->err, "stop requested", sizeof(p->err));
+		return 1;
+	}
+	return rl_torch_forward(p->net, obs, n, probs, values, p->err) == RL_TORCH_OK ? 0 : 1;
+}
+
+/* Raise the error for a stop request, which the run records as cancelled. */
+static void
+raise_if_cancelled(void)
+{
+	if (rl_trainer_stop_requested)
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("training run cancelled")));
+}
+
+/*
+ * Train "net" for conf->epochs epochs on the training series; call
+ * on_epoch after each.  Returns the last epoch's result.
+ */
+RlEpochResult
+rl_ppo_train(RlTorchNet *net, const RlTrainConf *conf, const RlSeries *train,
+			 int32 n_series, double sigma, RlEpochCallback on_epoch, void *arg)
+{
+	int64	   *n_prices = palloc(n_series * sizeof(int64));
+	int64		n_episodes;
+	int64		n_decisions;
+	RlEpisode  *episodes;
+	RlRolloutBuffers buf;
+	RlRolloutSpec spec;
+	PolicyArg	policy = {net, ""};
+	char		err[RL_ENV_ERRLEN];
+	char		terr[RL_TORCH_ERRLEN];
+	int32		obs_dim = conf->arch.obs_dim;
+	RlEpochResult result = {0};
+
+	for (int i = 0; i < n_series; i++)
+		n_prices[i] = train[i].n;
+	if (rl_env_count_episodes(n_prices, n_series, conf->arch.window,
+							  conf->episode_length, &n_episodes, &n_decisions,
+							  err) != RL_ENV_OK)
+		elog(ERROR, "could not count episodes: %s", err);
+	episodes = palloc_extended(Max(n_episodes, 1) * sizeof(RlEpisode), MCXT_ALLOC_HUGE);
+	if (rl_env_episodes(n_prices, n_series, conf->arch.window, conf->episode_length,
+						episodes, n_episodes, &n_episodes, err) != RL_ENV_OK)
+		elog(ERROR, "could not build episodes: %s", err);
+
+	buf.capacity = n_decisions;
+	buf.obs = palloc_extended(n_decisions * obs_dim * sizeof(float), MCXT_ALLOC_HUGE);
+	buf.actions = palloc_extended(n_decisions * sizeof(int32), MCXT_ALLOC_HUGE);
+	buf.logp = palloc_extended(n_decisions * sizeof(float), MCXT_ALLOC_HUGE);
+	buf.values = palloc_extended(n_decisions * sizeof(float), MCXT_ALLOC_HUGE);
+	buf.rewards = palloc_extended(n_decisions * sizeof(float), MCXT_ALLOC_HUGE);
+	buf.advantages = palloc_extended(n_decisions * sizeof(float), MCXT_ALLOC_HUGE);
+	buf.returns = palloc_extended(n_decisions * sizeof(float), MCXT_ALLOC_HUGE);
+	buf.work = palloc_extended(rl_rollout_work_floats(n_episodes, obs_dim) * sizeof(float),
+							   MCXT_ALLOC_HUGE);
+
+	memset(&spec, 0, sizeof(spec));
+	spec.series = train;
+	spec.n_series = n_series;
+	spec.window = conf->arch.window;
+	spec.n_features = conf->arch.n_features;
+	spec.sigma = sigma;
+	spec.cost = conf->cost;
+	spec.gamma = conf->gamma;
+	spec.lambda = conf->gae_lambda;
+	spec.episodes = episodes;
+	spec.n_episodes = n_episodes;
+	spec.policy = torch_policy;
+	spec.policy_arg = &policy;
+
+	for (int32 epoch = 1; epoch <= conf->epochs; epoch++)
+	{
+		RlRolloutStats rstats;
+		RlTorchUpdateStats ustats;
+		RlTorchBatch batch;
+		RlTorchPPOConfig ppo = conf->ppo;
+		RlTorchStatus st;
+		instr_time	start;
+		instr_time	elapsed;
+
+		INSTR_TIME_SET_CURRENT(start);
+		spec.seed = conf->seed * 1000003 + epoch;
+		if (rl_rollout(&spec, &buf, &rstats, err) != RL_ENV_OK)
+		{
+			raise_if_cancelled();
+			ereport(ERROR,
+					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+					 errmsg("rollout of epoch %d failed", epoch),
+					 errdetail("%s%s%s", err, policy.err[0] ? ": " : "", policy.err)));
+		}
+
+		batch.n = n_decisions;
+		batch.obs = buf.obs;
+		batch.actions = buf.actions;
+		batch.old_logp = buf.logp;
+		batch.advantages = buf.advantages;
+		batch.returns = buf.returns;
+		ppo.seed = conf->seed * 7919 + epoch;
+		st = rl_torch_ppo_update(net, &ppo, &batch, rl_trainer_should_stop, NULL,
+								 &ustats, terr);
+		raise_if_cancelled();
+		if (st != RL_TORCH_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+					 errmsg("ppo update of epoch %d failed", epoch),
+					 errdetail("%s", terr)));
+
+		INSTR_TIME_SET_CURRENT(elapsed);
+		INSTR_TIME_SUBTRACT(elapsed, start);
+		result.epoch = epoch;
+		result.loss = ustats.loss;
+		result.entropy = ustats.entropy;
+		result.mean_episode_return = rstats.mean_episode_return;
+		result.samples = n_decisions;
+		result.samples_per_second = n_decisions / Max(INSTR_TIME_GET_DOUBLE(elapsed), 1e-9);
+		if (on_epoch)
+			on_epoch(arg, &result);
+	}
+	return result;
+}
