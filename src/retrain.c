@@ -22,6 +22,7 @@
 #include "storage/dsm.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
 #include "utils/wait_event.h"
 
 #include "owner.h"
@@ -117,6 +118,13 @@ report_finished_run(int64 run_id)
 
 	SPI_connect();
 	saved = rl_become_owner();
+
+	/*
+	 * The worker committed the run's end after this statement's snapshot
+	 * (and, in REPEATABLE READ, after the transaction's): read it with the
+	 * latest one.
+	 */
+	PushActiveSnapshot(GetLatestSnapshot());
 	if (SPI_execute_with_args("SELECT state, coalesce(produced_version, ''), coalesce(error, '')"
 							  "  FROM rl_mlops.runs WHERE id = $1",
 							  1, types, values, NULL, true, 1) == SPI_OK_SELECT &&
@@ -136,6 +144,7 @@ report_finished_run(int64 run_id)
 					 *error ? errdetail("%s", error) : 0,
 					 errhint("The current model stays active.")));
 	}
+	PopActiveSnapshot();
 	rl_restore_user(saved);
 	SPI_finish();
 }

@@ -815,6 +815,9 @@ BEGIN
                 'last_retrain_time', a.last_retrain_time,
                 'next_retrain_time', a.last_retrain_time + make_interval(days => a.interval_days),
                 'interval_days', a.interval_days,
+                'cron_job', (SELECT CASE WHEN j.jobid IS NOT NULL THEN jsonb_build_object(
+                                 'jobid', j.jobid, 'schedule', j.schedule, 'active', j.active) END
+                               FROM rl_mlops._cron_job(a.name) j),
                 'run', CASE WHEN running.id IS NOT NULL THEN jsonb_build_object(
                            'id', running.id, 'state', running.state, 'epoch', running.epoch,
                            'epochs', running.epochs, 'loss', running.loss) END)));

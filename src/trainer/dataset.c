@@ -149,7 +149,7 @@ finish_series(RlDataset *ds, SeriesBuilder *b, const RlSourceConf *conf,
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("invalid price for symbol \"%s\"", b->symbol),
-				 errdetail("%s (prices must be finite and positive).", err)));
+				 errdetail("%s.", err)));
 
 	ds->symbols[i] = b->symbol;
 	ds->n_prices[i] = n;

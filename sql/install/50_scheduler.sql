@@ -1,0 +1,204 @@
+--------------------------------------------------------------------------
+-- Scheduled retraining with pg_cron (DESIGN section 6)
+--
+-- pg_cron only calls SQL: a job per agent runs retrain_if_due(agent) every
+-- check_schedule (hourly by default; "check" itself is a reserved word), which starts a run when the scheduler is
+-- enabled, now() >= next_retrain_time (= last_retrain_time +
+-- interval_days) and no run is in progress.  A tick missed while the server
+-- was down is caught up by the next one; the agent's run lock means two
+-- ticks can never start two runs.  rl_mlops works without pg_cron; only
+-- these scheduling functions need it.
+--------------------------------------------------------------------------
+
+-- The pg_cron job name of an agent (job names are of type name: 63 bytes).
+CREATE FUNCTION rl_mlops._cron_job_name(p_agent text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN octet_length('rl_mlops_retrain_' || p_agent) <= 63
+                THEN 'rl_mlops_retrain_' || p_agent
+                ELSE 'rl_mlops_retrain_' || md5(p_agent) END
+$$;
+
+-- Refuse, with the steps to fix it, when pg_cron is not usable here.
+CREATE FUNCTION rl_mlops._require_pg_cron()
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+        RAISE EXCEPTION 'pg_cron is not installed in database "%"', current_database()
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Scheduled retraining creates a pg_cron job; rl_mlops itself does not need pg_cron.',
+                  HINT = format('Set shared_preload_libraries = ''pg_cron'' and cron.database_name = %L '
+                                'in postgresql.conf, restart, then run CREATE EXTENSION pg_cron. '
+                                'Without pg_cron, call rl_mlops.retrain_if_due() from any scheduler.',
+                                current_database());
+    END IF;
+END
+$$;
+
+-- The agent's pg_cron job, if pg_cron is installed and the job visible.
+CREATE FUNCTION rl_mlops._cron_job(p_agent text, OUT jobid bigint, OUT schedule text,
+                                   OUT active boolean, OUT username text)
+RETURNS record
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+        EXECUTE 'SELECT jobid, schedule, active, username::text FROM cron.job WHERE jobname = $1'
+           INTO jobid, schedule, active, username
+          USING rl_mlops._cron_job_name(p_agent);
+    END IF;
+END
+$$;
+
+-- Is a retrain due?  {"due", "reason", "next_retrain_time", "run_id"}.
+-- The decision of retrain_if_due, readable on its own.
+CREATE FUNCTION rl_mlops.retrain_due(agent text DEFAULT 'default')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a rl_mlops.agents;
+    running bigint;
+    next_time timestamptz;
+BEGIN
+    SELECT * INTO a FROM rl_mlops.agents WHERE name = retrain_due.agent;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'agent "%" does not exist', retrain_due.agent
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    next_time := a.last_retrain_time + make_interval(days => a.interval_days);
+    IF NOT a.scheduler_enabled THEN
+        RETURN jsonb_build_object('due', false, 'reason', 'scheduler disabled',
+                                  'next_retrain_time', next_time);
+    END IF;
+    PERFORM rl_mlops._reap_dead_runs(a.name);
+    SELECT id INTO running FROM rl_mlops.runs r
+     WHERE r.agent = a.name AND r.state IN ('queued', 'preparing', 'training', 'validating', 'deploying')
+     ORDER BY id DESC LIMIT 1;
+    IF running IS NOT NULL THEN
+        RETURN jsonb_build_object('due', false, 'reason', format('run %s in progress', running),
+                                  'run_id', running, 'next_retrain_time', next_time);
+    END IF;
+    IF next_time IS NOT NULL AND now() < next_time THEN
+        RETURN jsonb_build_object('due', false, 'reason', format('not due until %s', next_time),
+                                  'next_retrain_time', next_time);
+    END IF;
+    RETURN jsonb_build_object('due', true,
+                              'reason', CASE WHEN next_time IS NULL THEN 'never trained'
+                                             ELSE format('due since %s', next_time) END,
+                              'next_retrain_time', next_time);
+END
+$$;
+
+-- What the pg_cron job calls: start a run (trigger 'schedule') when due,
+-- otherwise do nothing and say why.  Runs as the job's role, so the run
+-- reads the data with that role's privileges.
+CREATE FUNCTION rl_mlops.retrain_if_due(agent text DEFAULT 'default')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    decision jsonb := rl_mlops.retrain_due(retrain_if_due.agent);
+    run_id bigint;
+BEGIN
+    IF NOT (decision ->> 'due')::boolean THEN
+        RAISE LOG 'rl_mlops: retrain of agent % not started: %', retrain_if_due.agent, decision ->> 'reason';
+        RETURN decision || jsonb_build_object('started', false);
+    END IF;
+    run_id := rl_mlops.retrain(retrain_if_due.agent, async => true, trigger => 'schedule');
+    RAISE LOG 'rl_mlops: Starting automated retraining of agent % (run %)', retrain_if_due.agent, run_id;
+    RETURN decision || jsonb_build_object('started', true, 'run_id', run_id);
+END
+$$;
+
+-- Create or update the agent's pg_cron job and enable the scheduler.  The
+-- job belongs to (and runs as) the role calling this.
+CREATE FUNCTION rl_mlops.schedule_retraining(
+    agent text DEFAULT 'default',
+    interval_days integer DEFAULT 7,
+    check_schedule text DEFAULT '0 * * * *')
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    job bigint;
+    other text;
+BEGIN
+    PERFORM rl_mlops._require_pg_cron();
+    -- one job per agent: pg_cron names jobs per role, so check other roles
+    SELECT j.username INTO other FROM rl_mlops._cron_job(schedule_retraining.agent) j;
+    IF other IS NOT NULL AND other <> current_user THEN
+        RAISE EXCEPTION 'retraining of agent "%" is already scheduled by role "%"',
+                        schedule_retraining.agent, other
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'That role (or a superuser) must run rl_mlops.unschedule_retraining() first.';
+    END IF;
+    PERFORM rl_mlops.configure(schedule_retraining.agent,
+                               interval_days => schedule_retraining.interval_days,
+                               scheduler_enabled => true);
+    EXECUTE 'SELECT cron.schedule($1, $2, $3)'
+       INTO job
+      USING rl_mlops._cron_job_name(schedule_retraining.agent),
+            schedule_retraining.check_schedule,
+            format('SELECT rl_mlops.retrain_if_due(%L)', schedule_retraining.agent);
+    RAISE NOTICE 'agent "%" retrains every % day(s); pg_cron job % checks "%"',
+        schedule_retraining.agent, schedule_retraining.interval_days, job, schedule_retraining.check_schedule;
+    RETURN job;
+END
+$$;
+
+-- Remove the agent's pg_cron job and disable its scheduler.
+CREATE FUNCTION rl_mlops.unschedule_retraining(agent text DEFAULT 'default')
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    removed boolean := false;
+    job bigint;
+BEGIN
+    PERFORM rl_mlops._require_pg_cron();
+    PERFORM rl_mlops.configure(unschedule_retraining.agent, scheduler_enabled => false);
+    SELECT j.jobid INTO job FROM rl_mlops._cron_job(unschedule_retraining.agent) j;
+    IF job IS NOT NULL THEN
+        -- pg_cron itself refuses a job of another role unless superuser
+        EXECUTE 'SELECT cron.unschedule($1::bigint)' INTO removed USING job;
+    END IF;
+    RETURN removed;
+END
+$$;
+
+-- The scheduler of every agent, one row each (status()'s "scheduler").
+CREATE VIEW rl_mlops.scheduler_status AS
+SELECT a.name AS agent,
+       a.scheduler_enabled AS enabled,
+       a.interval_days,
+       a.last_retrain_time,
+       a.last_retrain_time + make_interval(days => a.interval_days) AS next_retrain_time,
+       r.id IS NOT NULL AS is_training,
+       r.id AS run_id, r.state AS run_state, r.epoch, r.epochs,
+       j.jobid AS cron_jobid, j.schedule AS cron_schedule, j.active AS cron_active,
+       j.username AS cron_role
+  FROM rl_mlops.agents a
+  LEFT JOIN LATERAL (SELECT * FROM rl_mlops.runs x
+                      WHERE x.agent = a.name
+                        AND x.state IN ('queued', 'preparing', 'training', 'validating', 'deploying')
+                        AND rl_mlops._run_lock_held(a.name)
+                      ORDER BY x.id DESC LIMIT 1) r ON true
+  LEFT JOIN LATERAL rl_mlops._cron_job(a.name) j ON true
+ ORDER BY a.name;
+
+REVOKE ALL ON FUNCTION
+    rl_mlops.retrain_if_due(text),
+    rl_mlops.schedule_retraining(text, integer, text),
+    rl_mlops.unschedule_retraining(text)
+FROM PUBLIC;
