@@ -73,6 +73,10 @@ endif
 
 all: $(TRAINER)$(DLSUFFIX)
 
+# PGXS tracks no header dependencies: rebuild every object when any of our
+# headers changes (shared structs must agree between the two libraries).
+$(OBJS) $(TRAINER_OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/trainer/*.h $(srcdir)/src/torch/*.h)
+
 sql/rl_mlops--$(EXTVERSION).sql: $(INSTALL_PARTS)
 	cat $(INSTALL_PARTS) > $@
 

@@ -301,15 +301,17 @@ hdr_field_start(void *state, char *fname, bool isnull pg_attribute_unused())
 	}
 
 	if (strcmp(fname, "dtype") == 0)
-		st->field = TF_DTYPE, seen = &st->cur->has_dtype;
+		st->field = TF_DTYPE;
 	else if (strcmp(fname, "shape") == 0)
-		st->field = TF_SHAPE, seen = &st->cur->has_shape;
+		st->field = TF_SHAPE;
 	else if (strcmp(fname, "data_offsets") == 0)
-		st->field = TF_OFFSETS, seen = &st->cur->has_offsets;
+		st->field = TF_OFFSETS;
 	else
 		bad_tensor(st->cur->name,
 				   psprintf("Its header entry has the unknown field \"%s\".",
 							clip(fname)));
+	seen = st->field == TF_DTYPE ? &st->cur->has_dtype :
+		st->field == TF_SHAPE ? &st->cur->has_shape : &st->cur->has_offsets;
 	if (*seen)
 		bad_tensor(st->cur->name,
 				   psprintf("Its field \"%s\" appears more than once.", fname));
@@ -456,25 +458,21 @@ meta_require(const HeaderState *st, const char *key)
 	return v;
 }
 
-/* An architecture field: a plain decimal integer in [min, RL_CHECKPOINT_MAX_DIM]. */
+/* An architecture field: plain decimal digits, in [min, RL_CHECKPOINT_MAX_DIM]. */
 static int32
 meta_int(const HeaderState *st, const char *key, int32 min)
 {
 	const char *v = meta_require(st, key);
 	const char *p;
-	int64		n = 0;
+	int32		n = 0;
 
-	for (p = v; *p; p++)
-	{
-		if (*p < '0' || *p > '9' || p - v >= 9)
-			bad_metadata(psprintf("Key \"%s\" is \"%s\", not an integer between %d and %d.",
-								  key, clip(v), min, RL_CHECKPOINT_MAX_DIM));
+	/* at most 9 digits, so n cannot overflow */
+	for (p = v; *p >= '0' && *p <= '9' && p - v < 9; p++)
 		n = n * 10 + (*p - '0');
-	}
-	if (p == v || n < min || n > RL_CHECKPOINT_MAX_DIM)
+	if (p == v || *p != '\0' || n < min || n > RL_CHECKPOINT_MAX_DIM)
 		bad_metadata(psprintf("Key \"%s\" is \"%s\", not an integer between %d and %d.",
 							  key, clip(v), min, RL_CHECKPOINT_MAX_DIM));
-	return (int32) n;
+	return n;
 }
 
 /* Why an architecture is out of range or inconsistent, or NULL if it is fine. */
@@ -907,9 +905,15 @@ known_tensor_index(const char *name)
 	if (strcmp(name, OPTIM_STEP) == 0)
 		return 3 * RL_N_PARAMS;
 	if (strncmp(name, OPTIM_EXP_AVG_SQ, strlen(OPTIM_EXP_AVG_SQ)) == 0)
-		base = 2 * RL_N_PARAMS, param = name + strlen(OPTIM_EXP_AVG_SQ);
+	{
+		base = 2 * RL_N_PARAMS;
+		param = name + strlen(OPTIM_EXP_AVG_SQ);
+	}
 	else if (strncmp(name, OPTIM_EXP_AVG, strlen(OPTIM_EXP_AVG)) == 0)
-		base = RL_N_PARAMS, param = name + strlen(OPTIM_EXP_AVG);
+	{
+		base = RL_N_PARAMS;
+		param = name + strlen(OPTIM_EXP_AVG);
+	}
 
 	for (i = 0; i < RL_N_PARAMS; i++)
 		if (strcmp(param, rl_checkpoint_param_names[i]) == 0)
@@ -936,10 +940,9 @@ known_tensor_name(int idx)
 static void
 known_tensor_shape(const RlArch *a, int idx, int32 *ndim, int64 shape[2])
 {
-	static const int8 is_weight[RL_N_PARAMS] = {1, 0, 1, 0, 1, 0, 1, 0};
 	int			p = idx % RL_N_PARAMS;
-	int64		out;
-	int64		in;
+	int			layer = p / 2;	/* trunk.0, trunk.2, actor, critic */
+	bool		is_weight = (p % 2 == 0);
 
 	if (idx == 3 * RL_N_PARAMS)
 	{
@@ -948,24 +951,9 @@ known_tensor_shape(const RlArch *a, int idx, int32 *ndim, int64 shape[2])
 		shape[1] = 1;
 		return;
 	}
-	switch (p / 2)
-	{
-		case 0:					/* trunk.0 */
-			out = a->hidden, in = a->obs_dim;
-			break;
-		case 1:					/* trunk.2 */
-			out = a->hidden, in = a->hidden;
-			break;
-		case 2:					/* actor */
-			out = a->n_actions, in = a->hidden;
-			break;
-		default:				/* critic */
-			out = 1, in = a->hidden;
-			break;
-	}
-	*ndim = is_weight[p] ? 2 : 1;
-	shape[0] = out;
-	shape[1] = is_weight[p] ? in : 1;
+	*ndim = is_weight ? 2 : 1;
+	shape[0] = layer == 2 ? a->n_actions : layer == 3 ? 1 : a->hidden;
+	shape[1] = !is_weight ? 1 : layer == 0 ? a->obs_dim : a->hidden;
 }
 
 /* "[3, 64]" or "[64]", for messages. */

@@ -74,6 +74,7 @@ rl_launch_trainer(const char *function, const char *type,
 	worker.bgw_notify_pid = MyProcPid;
 
 	args.database_id = MyDatabaseId;
+	args.session_role_id = GetSessionUserId();
 	args.role_id = GetUserId();
 	args.run_id = run_id;
 	StaticAssertStmt(sizeof(args) <= BGW_EXTRALEN, "worker args too large");

@@ -19,7 +19,8 @@
 typedef struct RlWorkerArgs
 {
 	Oid			database_id;
-	Oid			role_id;
+	Oid			session_role_id;	/* the login role: workers connect as it */
+	Oid			role_id;		/* the current role (after SET ROLE) */
 	int64		run_id;			/* training run, or 0 for a check */
 } RlWorkerArgs;
 

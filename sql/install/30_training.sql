@@ -35,10 +35,14 @@ BEGIN
     IF pg_catalog.pg_is_in_recovery() OR rl_mlops._run_lock_held(p_agent) THEN
         RETURN 0;
     END IF;
+    -- Checked again in the UPDATE itself: a worker that took the lock
+    -- since the test above inserts its run after this statement's
+    -- snapshot, so the UPDATE cannot see (and wrongly fail) that run.
     UPDATE rl_mlops.runs
        SET state = 'failed', error = 'worker died', finished_at = now()
      WHERE agent = p_agent
-       AND state IN ('queued', 'preparing', 'training', 'validating', 'deploying');
+       AND state IN ('queued', 'preparing', 'training', 'validating', 'deploying')
+       AND NOT rl_mlops._run_lock_held(p_agent);
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
         RAISE LOG 'rl_mlops: marked % run(s) of agent % failed: worker died', n, p_agent;

@@ -8,10 +8,12 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
 #include "storage/latch.h"
+#include "utils/acl.h"
 
 #include "trainer/trainer.h"
 
@@ -44,8 +46,19 @@ rl_trainer_start(void)
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 	pqsignal(SIGTERM, handle_sigterm);
 	BackgroundWorkerUnblockSignals();
+	/*
+	 * Connect as the caller's login role (a role reached by SET ROLE may be
+	 * NOLOGIN), then become the caller's current role, as SET ROLE would.
+	 */
 	BackgroundWorkerInitializeConnectionByOid(args.database_id,
-											  args.role_id, 0);
+											  args.session_role_id, 0);
+	if (args.role_id != args.session_role_id)
+	{
+		/* superuser_arg() reads the catalog: it needs a transaction */
+		StartTransactionCommand();
+		SetCurrentRoleId(args.role_id, superuser_arg(args.role_id));
+		CommitTransactionCommand();
+	}
 	return args;
 }
 

@@ -169,8 +169,8 @@ set_run_state(int64 run_id, const char *state)
 static int64
 begin_run(RlRunRequest *req, bool *already)
 {
-	Oid			types[4] = {TEXTOID, TEXTOID, BOOLOID, INT4OID};
-	Datum		values[4];
+	Oid			types[5] = {TEXTOID, TEXTOID, BOOLOID, INT4OID, TEXTOID};
+	Datum		values[5];
 	bool		isnull;
 	int64		run_id = 0;
 
@@ -183,6 +183,8 @@ begin_run(RlRunRequest *req, bool *already)
 	for (int attempt = 0; attempt < 100 && run_id == 0; attempt++)
 	{
 		xact_begin();
+		/* the role that asked (catalog access needs the transaction) */
+		values[4] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
 		if (owner_sql("SELECT 1 FROM rl_mlops.agents WHERE name = $1", 1, types, values, NULL) == 0)
 		{
 			snprintf(req->message, sizeof(req->message),
@@ -195,11 +197,22 @@ begin_run(RlRunRequest *req, bool *already)
 						   RL_RUN_LOCK_CLASS), 1, types, values, NULL);
 		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
 		{
-			/* We hold the lock: any unfinished run of the agent is dead. */
-			owner_sql("SELECT rl_mlops._reap_dead_runs($1)", 1, types, values, NULL);
-			owner_sql("INSERT INTO rl_mlops.runs (agent, trigger, full_training, state, worker_pid, started_at)"
-					  " VALUES ($1, $2, $3, 'preparing', $4, now()) RETURNING id",
-					  4, types, values, NULL);
+			/*
+			 * We hold the lock: any unfinished run of the agent is dead.
+			 * (Not _reap_dead_runs(), which sees our own lock and would
+			 * leave them.)
+			 */
+			if (owner_sql("UPDATE rl_mlops.runs SET state = 'failed', error = 'worker died', finished_at = now()"
+						  " WHERE agent = $1"
+						  "   AND state IN ('queued', 'preparing', 'training', 'validating', 'deploying')",
+						  1, types, values, NULL) > 0)
+				ereport(LOG,
+						(errmsg("rl_mlops: marked " UINT64_FORMAT " run(s) of agent %s failed: worker died",
+								SPI_processed, req->agent)));
+			owner_sql("INSERT INTO rl_mlops.runs (agent, trigger, full_training, state, worker_pid,"
+					  "                           requested_by, started_at)"
+					  " VALUES ($1, $2, $3, 'preparing', $4, $5, now()) RETURNING id",
+					  5, types, values, NULL);
 			run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		}
 		else if (owner_sql("SELECT id FROM rl_mlops.runs WHERE agent = $1"

@@ -29,6 +29,16 @@ my ($ok, $maps) = split /\|/, $node->safe_psql('postgres', q{
 is($ok, 't', 'check_trainer() returns ok with the libtorch version');
 is($maps, 'f', 'the calling backend never mapped libtorch');
 
+# A role reached with SET ROLE may be NOLOGIN: the worker connects as the
+# login role and becomes the current one.
+is($node->safe_psql('postgres', q{
+	CREATE ROLE ops_nologin NOLOGIN;
+	GRANT USAGE ON SCHEMA rl_mlops TO ops_nologin;
+	GRANT EXECUTE ON FUNCTION rl_mlops.check_trainer(integer, integer) TO ops_nologin;
+	SET ROLE ops_nologin;
+	SELECT ok FROM rl_mlops.check_trainer();}),
+	't', 'check_trainer() works for a NOLOGIN role reached with SET ROLE');
+
 # Terminate the worker while it trains: the caller gets a clear error and
 # the server keeps running.
 my $caller = $node->background_psql('postgres', on_error_stop => 0);
