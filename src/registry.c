@@ -21,6 +21,7 @@
 #include "common/pg_prng.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -37,6 +38,7 @@ PG_FUNCTION_INFO_V1(rl_store_checkpoint);
 PG_FUNCTION_INFO_V1(rl_read_checkpoint);
 PG_FUNCTION_INFO_V1(rl_validate_checkpoint);
 PG_FUNCTION_INFO_V1(rl_invalidate_serving);
+PG_FUNCTION_INFO_V1(rl_caller);
 
 /* Probe observations of the forward-pass check. */
 #define PROBE_OBSERVATIONS 64
@@ -304,4 +306,15 @@ rl_invalidate_serving(PG_FUNCTION_ARGS)
 		elog(ERROR, "relation rl_mlops.models does not exist");
 	CacheInvalidateRelcacheByRelid(relid);
 	PG_RETURN_VOID();
+}
+
+/*
+ * _caller(): the role the session acts as (after SET ROLE), which SECURITY
+ * DEFINER functions cannot see as current_user: the registry records it.
+ */
+Datum
+rl_caller(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(DirectFunctionCall1(namein,
+										CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false))));
 }

@@ -2,6 +2,14 @@
 -- Registry tables (DESIGN section 4)
 --------------------------------------------------------------------------
 
+-- Who is calling: the current role as SET ROLE left it, also inside the
+-- registry's SECURITY DEFINER functions (where current_user is the owner).
+-- Recorded as created_by, deployed_by and requested_by.
+CREATE FUNCTION rl_mlops._caller()
+RETURNS name
+AS 'MODULE_PATHNAME', 'rl_caller'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
 -- One row per trading agent: where its prices are, its network, how it
 -- trains, how long models are kept and when it retrains.  Absurd settings
 -- are refused here, when they are set, by named CHECK constraints.
@@ -70,7 +78,7 @@ CREATE TABLE rl_mlops.agents (
     gate_min_delta double precision NOT NULL DEFAULT 0
         CONSTRAINT gate_min_delta_between_0_and_100 CHECK (gate_min_delta BETWEEN 0 AND 100),
     created_at timestamptz NOT NULL DEFAULT now(),
-    created_by name NOT NULL DEFAULT session_user
+    created_by name NOT NULL DEFAULT rl_mlops._caller()
 );
 
 COMMENT ON TABLE rl_mlops.agents IS
@@ -104,7 +112,7 @@ CREATE TABLE rl_mlops.models (
     validated_at timestamptz,
     deployed_at timestamptz,
     archived_at timestamptz,
-    created_by name NOT NULL DEFAULT session_user,
+    created_by name NOT NULL DEFAULT rl_mlops._caller(),
     PRIMARY KEY (agent, version)
 );
 
@@ -124,7 +132,7 @@ CREATE TABLE rl_mlops.deployments (
     previous_version text,
     action text NOT NULL CHECK (action IN ('deploy', 'rollback')),
     reason text,
-    deployed_by name NOT NULL DEFAULT session_user,
+    deployed_by name NOT NULL DEFAULT rl_mlops._caller(),
     deployed_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX deployments_agent_id ON rl_mlops.deployments (agent, id);
@@ -135,7 +143,7 @@ CREATE TABLE rl_mlops.runs (
     id bigserial PRIMARY KEY,
     agent text NOT NULL REFERENCES rl_mlops.agents (name) ON UPDATE CASCADE,
     trigger text NOT NULL DEFAULT 'manual' CHECK (trigger IN ('manual', 'schedule')),
-    requested_by name NOT NULL DEFAULT session_user,
+    requested_by name NOT NULL DEFAULT rl_mlops._caller(),
     full_training boolean NOT NULL DEFAULT false,
     state text NOT NULL DEFAULT 'queued'
         CHECK (state IN ('queued', 'preparing', 'training', 'validating', 'deploying',
@@ -299,7 +307,7 @@ BEGIN
     IF create_agent.source IS NULL THEN
         RAISE EXCEPTION 'source relation must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF NOT pg_catalog.has_table_privilege(session_user, create_agent.source, 'SELECT') THEN
+    IF NOT pg_catalog.has_table_privilege(rl_mlops._caller(), create_agent.source, 'SELECT') THEN
         RAISE EXCEPTION 'permission denied for relation %', create_agent.source
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'The role creating an agent must be able to read its source.';
@@ -895,6 +903,7 @@ SELECT a.name AS agent, m.version, m.deployed_at, now() - m.deployed_at AS activ
 --------------------------------------------------------------------------
 
 REVOKE ALL ON FUNCTION
+    rl_mlops._caller(),
     rl_mlops._store_checkpoint(bytea, integer, integer, integer),
     rl_mlops._read_checkpoint(oid, text),
     rl_mlops._validate_checkpoint(oid, text, integer, integer, integer),
