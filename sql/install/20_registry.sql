@@ -491,6 +491,17 @@ $$;
 -- Validation, deployment, rollback
 --------------------------------------------------------------------------
 
+-- The failed checks of a validation result, as "check: message; ...".
+CREATE FUNCTION rl_mlops._failed_checks(p_validation jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT string_agg(key || ': ' || (value ->> 'message'), '; ' ORDER BY key)
+      FROM jsonb_each(p_validation -> 'checks')
+     WHERE NOT (value ->> 'ok')::boolean
+$$;
+
 -- Run the seed's checks on a version and record each check's result.
 -- registered/validated/rejected versions become 'validated' or
 -- 'rejected'; an active or archived version keeps its state.
@@ -518,9 +529,7 @@ BEGIN
      WHERE models.agent = a.name AND models.version = m.version;
     IF NOT (result ->> 'ok')::boolean THEN
         RAISE WARNING 'model version "%" of agent "%" failed validation', m.version, a.name
-            USING DETAIL = (SELECT string_agg(key || ': ' || (value ->> 'message'), '; ')
-                              FROM jsonb_each(result -> 'checks')
-                             WHERE NOT (value ->> 'ok')::boolean);
+            USING DETAIL = rl_mlops._failed_checks(result);
     END IF;
     RETURN result;
 END
@@ -545,9 +554,7 @@ BEGIN
     ELSIF m.state = 'rejected' THEN
         RAISE EXCEPTION 'model version "%" of agent "%" was rejected by validation', m.version, a.name
             USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = coalesce((SELECT string_agg(key || ': ' || (value ->> 'message'), '; ')
-                                       FROM jsonb_each(m.validation -> 'checks')
-                                      WHERE NOT (value ->> 'ok')::boolean), 'No validation recorded.');
+                  DETAIL = coalesce(rl_mlops._failed_checks(m.validation), 'No validation recorded.');
     END IF;
 
     -- The large object may have changed since validation: check it again.
@@ -556,9 +563,7 @@ BEGIN
     IF NOT (recheck ->> 'ok')::boolean THEN
         RAISE EXCEPTION 'model version "%" of agent "%" no longer passes validation', m.version, a.name
             USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = (SELECT string_agg(key || ': ' || (value ->> 'message'), '; ')
-                              FROM jsonb_each(recheck -> 'checks')
-                             WHERE NOT (value ->> 'ok')::boolean);
+                  DETAIL = rl_mlops._failed_checks(recheck);
     END IF;
 
     SELECT version INTO current_version FROM rl_mlops.models
@@ -904,6 +909,7 @@ SELECT a.name AS agent, m.version, m.deployed_at, now() - m.deployed_at AS activ
 
 REVOKE ALL ON FUNCTION
     rl_mlops._caller(),
+    rl_mlops._failed_checks(jsonb),
     rl_mlops._store_checkpoint(bytea, integer, integer, integer),
     rl_mlops._read_checkpoint(oid, text),
     rl_mlops._validate_checkpoint(oid, text, integer, integer, integer),
