@@ -24,6 +24,7 @@ OBJS = \
 	src/registry.o \
 	src/retrain.o \
 	src/trainer_launch.o \
+	src/serve.o src/source.o \
 	$(COMMON_OBJS)
 
 # The install script is built from one file per concept in sql/install/.

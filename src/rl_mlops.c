@@ -12,6 +12,7 @@
 #include "fmgr.h"
 
 #include "guc.h"
+#include "serve.h"
 
 PG_MODULE_MAGIC;
 
@@ -22,4 +23,5 @@ void
 _PG_init(void)
 {
 	rl_define_gucs();
+	rl_serve_init();
 }
