@@ -174,7 +174,7 @@ rl_retrain(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("agent must not be null")));
 	agent = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	if (strlen(agent) >= NAMEDATALEN)
+	if (strlen(agent) >= RL_AGENT_NAME_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("agent \"%s\" does not exist", agent)));

@@ -15,6 +15,9 @@
 #define RL_TRAINER_LIBRARY "rl_mlops_trainer"
 #define RL_TRAINER_MSGLEN 512
 
+/* Agent names are at most 63 characters (agents' CHECK), 4 bytes each. */
+#define RL_AGENT_NAME_BYTES (63 * 4 + 1)
+
 /* Packed into BackgroundWorker.bgw_extra: who the worker connects as. */
 typedef struct RlWorkerArgs
 {
@@ -48,7 +51,7 @@ typedef struct RlCheckReport
  */
 typedef struct RlRunRequest
 {
-	char		agent[NAMEDATALEN];
+	char		agent[RL_AGENT_NAME_BYTES];
 	char		trigger[16];	/* manual or schedule */
 	int32		epochs;			/* 0: the agent's setting */
 	bool		full;			/* train from scratch */

@@ -85,7 +85,9 @@ CREATE FUNCTION rl_mlops.retrain(
     trigger text DEFAULT 'manual')
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'rl_retrain'
-LANGUAGE C VOLATILE PARALLEL UNSAFE;
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+-- it runs registry statements as the owner: never through the caller's path
+SET search_path = pg_catalog, pg_temp;
 
 -- Stop the agent's run between batches (SIGTERM to its worker); the run
 -- ends 'cancelled' and the active model stays.  Returns the run id, or

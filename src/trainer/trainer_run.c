@@ -713,6 +713,7 @@ run_pipeline(RunState *rs, const RlRunRequest *req)
 	{
 		Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
 		Datum		values[3];
+		const char *pause;
 
 		values[0] = CStringGetTextDatum(rs->agent);
 		values[1] = CStringGetTextDatum(version);
@@ -721,6 +722,10 @@ run_pipeline(RunState *rs, const RlRunRequest *req)
 		xact_begin();
 		owner_sql("SELECT rl_mlops.deploy_model($1, $2, $3)", 3, types, values, NULL);
 		finish_run(rs, "succeeded", NULL, version);
+		/* tests only: hold the deployment open while a test holds the lock */
+		pause = GetConfigOption("rl_mlops.test_pause_before_deploy_commit", true, false);
+		if (pause != NULL && strcmp(pause, "on") == 0)
+			owner_sql("SELECT pg_catalog.pg_advisory_xact_lock(1380732236)", 0, NULL, NULL, NULL);
 		xact_commit();
 	}
 	ereport(LOG, (errmsg("rl_mlops: Deployed model version %s", version)));
@@ -762,6 +767,12 @@ rl_trainer_run_main(Datum main_arg)
 	bool		already;
 
 	rl_trainer_start();
+
+	/*
+	 * Registry statements run as the extension owner: never resolve their
+	 * names through the requester's search_path (ALTER ROLE ... SET).
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
 	run_cxt = AllocSetContextCreate(TopMemoryContext, "rl_mlops run",
 									ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(run_cxt);
