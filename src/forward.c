@@ -63,14 +63,19 @@ linear(const float *w, const float *b, const float *x, int n_in,
 		y[j] = dot(w + (size_t) j * n_in, x, n_in) + b[j];
 }
 
-/* In-place tanh, the trunk's activation. */
+/*
+ * In-place tanh, the trunk's activation, as 1 - 2 / (e^2x + 1): one expf
+ * instead of libm's tanhf, which took most of a forward pass's time.  The
+ * absolute error stays below 2e-7 (e^2x overflowing to infinity gives
+ * exactly 1, underflowing to 0 exactly -1).
+ */
 static void
 tanh_inplace(float *x, int n)
 {
 	int			j;
 
 	for (j = 0; j < n; j++)
-		x[j] = tanhf(x[j]);
+		x[j] = 1.0f - 2.0f / (expf(2.0f * x[j]) + 1.0f);
 }
 
 /* Softmax with the maximum subtracted first, so large logits cannot overflow. */

@@ -735,6 +735,8 @@ BEGIN
     DELETE FROM rl_mlops.deployments d WHERE d.agent = a.name;
     DELETE FROM rl_mlops.runs r WHERE r.agent = a.name;
     DELETE FROM rl_mlops.agents ag WHERE ag.name = a.name;
+    -- other backends drop the agent's cached weights at commit
+    PERFORM rl_mlops._invalidate_serving();
     RETURN jsonb_build_object('agent', a.name, 'models_removed', n);
 END
 $$;
