@@ -454,7 +454,9 @@ finish_run(const RunState *rs, const char *state, const char *error,
 		nulls[3] = ' ';
 	}
 	values[4] = CStringGetTextDatum(rs->agent);
-	owner_sql("UPDATE rl_mlops.runs SET state = $2, error = $3, produced_version = $4,"
+	/* a run that fails after registering its model keeps pointing at it */
+	owner_sql("UPDATE rl_mlops.runs SET state = $2, error = $3,"
+			  "       produced_version = coalesce($4, produced_version),"
 			  "       finished_at = now() WHERE id = $1", 5, types, values, nulls);
 	/* a finished attempt counts as a retrain for the schedule (the seed's rule) */
 	if (strcmp(state, "succeeded") == 0 || strcmp(state, "rejected") == 0)
