@@ -698,7 +698,20 @@ run_pipeline(RunState *rs, const RlRunRequest *req)
 	}
 	if (!gate_passes(rs, &cand, rs->champion ? &champ : NULL, &why))
 	{
+		Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+		Datum		values[3];
+
+		values[0] = CStringGetTextDatum(rs->agent);
+		values[1] = CStringGetTextDatum(version);
+		values[2] = CStringGetTextDatum(why);
 		xact_begin();
+		/* the gate is the last check: record it, so retention removes it */
+		owner_sql("UPDATE rl_mlops.models"
+				  "   SET state = 'rejected',"
+				  "       validation = jsonb_set(jsonb_set(validation, '{checks,deploy_gate}',"
+				  "                      jsonb_build_object('ok', false, 'message', $3)),"
+				  "                    '{ok}', 'false')"
+				  " WHERE agent = $1 AND version = $2", 3, types, values, NULL);
 		finish_run(rs, "rejected", why, version);
 		xact_commit();
 		ereport(LOG, (errmsg("rl_mlops: Model %s not deployed: %s", version, why)));

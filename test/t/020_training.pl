@@ -309,8 +309,10 @@ is( sql(qq{SELECT concat_ws('|', state, error ~ '^gate better', finished_at IS N
 	'rejected|t|t', 'run rejected, with the reason');
 is(sql(q{SELECT version FROM rl_mlops.models WHERE agent = 'a' AND state = 'active'}), $v4,
 	'the active model did not change');
-is(sql(qq{SELECT concat_ws('|', state, validation ->> 'ok', deployed_at IS NULL) FROM rl_mlops.models WHERE version = '$v6'}),
-	'validated|true|t', 'the candidate stays registered as validated, never deployed');
+is(sql(qq{SELECT concat_ws('|', state, validation ->> 'ok', validation #>> '{checks,deploy_gate,ok}',
+	                           validation #>> '{checks,deploy_gate,message}' ~ '^gate better', deployed_at IS NULL)
+	        FROM rl_mlops.models WHERE version = '$v6'}),
+	'rejected|false|false|t|t', 'the candidate is rejected by its deploy_gate check, never deployed (retention removes it in time)');
 isnt(sql(q{SELECT last_retrain_time FROM rl_mlops.agents WHERE name = 'a'}), $last_before,
 	'a rejected attempt still counts as a retrain for the schedule');
 like(slurp_file($node->logfile), qr/rl_mlops: Model $v6 not deployed: gate better.*\n.*rl_mlops: Keeping current model active/,
