@@ -95,6 +95,13 @@ sql -c "SELECT version, (metrics #>> '{holdout,steps}')::int AS steps,
                round((metrics #>> '{holdout,max_drawdown}')::numeric, 4) AS max_drawdown,
                round((metrics #>> '{holdout,turnover}')::numeric, 3) AS turnover
           FROM rl_mlops.models ORDER BY created_at"
+echo "== serving: the position to hold now, and a backtest of SYM001's last two days with rl_mlops.backtest_summary()"
+sql -c "SELECT position, action, probabilities, ts, round(price::numeric, 2) AS price, version
+          FROM rl_mlops.decide('default', 'SYM001')" \
+	-c "SELECT version, steps, round(total_log_return::numeric, 4) AS log_return,
+	           round(buy_hold_log_return::numeric, 4) AS buy_hold, round(sharpe::numeric, 2) AS sharpe,
+	           round(max_drawdown::numeric, 4) AS max_drawdown, round(turnover::numeric, 3) AS turnover
+	      FROM rl_mlops.backtest_summary('default', 'SYM001', now() - interval '2 days', now())"
 echo "== the server log's lines for the last run"
 grep 'rl_mlops:' "$demo/server.log" | tail -12 | sed 's/^.*LOG:  /   /'
 
