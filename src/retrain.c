@@ -67,7 +67,7 @@ check_agent_and_running_run(const char *agent, Oid role)
 						   GetUserNameFromId(role, false))));
 
 	if (SPI_execute_with_args("SELECT id FROM rl_mlops.runs"
-							  " WHERE agent = $1 AND state IN ('queued', 'preparing', 'training', 'validating', 'deploying')"
+							  " WHERE agent = $1 AND rl_mlops._run_unfinished(state)"
 							  "   AND rl_mlops._run_lock_held(agent)"
 							  " ORDER BY id DESC LIMIT 1",
 							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)

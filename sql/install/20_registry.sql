@@ -163,6 +163,14 @@ CREATE TABLE rl_mlops.runs (
 );
 CREATE INDEX runs_agent_id ON rl_mlops.runs (agent, id);
 
+-- Is a run's state one of the unfinished ones (its worker may still run)?
+-- The one place that lists them.
+CREATE FUNCTION rl_mlops._run_unfinished(p_state text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT p_state IN ('queued', 'preparing', 'training', 'validating', 'deploying') $$;
+
 SELECT pg_catalog.pg_extension_config_dump('rl_mlops.agents', '');
 SELECT pg_catalog.pg_extension_config_dump('rl_mlops.models', '');
 SELECT pg_catalog.pg_extension_config_dump('rl_mlops.deployments', '');
@@ -722,7 +730,7 @@ DECLARE
     n integer;
 BEGIN
     IF EXISTS (SELECT 1 FROM rl_mlops.runs r WHERE r.agent = a.name
-                AND r.state IN ('queued', 'preparing', 'training', 'validating', 'deploying')) THEN
+                AND rl_mlops._run_unfinished(r.state)) THEN
         RAISE EXCEPTION 'agent "%" has a training run in progress', a.name
             USING ERRCODE = 'object_in_use',
                   HINT = 'Cancel it with rl_mlops.cancel_retrain() first.';
@@ -808,7 +816,7 @@ BEGIN
     SELECT * INTO m FROM rl_mlops.models WHERE models.agent = a.name AND state = 'active';
     SELECT count(*) INTO total FROM rl_mlops.models WHERE models.agent = a.name;
     SELECT * INTO running FROM rl_mlops.runs r
-     WHERE r.agent = a.name AND r.state IN ('queued', 'preparing', 'training', 'validating', 'deploying')
+     WHERE r.agent = a.name AND rl_mlops._run_unfinished(r.state)
      ORDER BY r.id DESC LIMIT 1;
     RETURN jsonb_build_object(
         'success', true,

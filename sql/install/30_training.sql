@@ -41,7 +41,7 @@ BEGIN
     UPDATE rl_mlops.runs
        SET state = 'failed', error = 'worker died', finished_at = now()
      WHERE agent = p_agent
-       AND state IN ('queued', 'preparing', 'training', 'validating', 'deploying')
+       AND rl_mlops._run_unfinished(state)
        AND NOT rl_mlops._run_lock_held(p_agent);
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
@@ -107,7 +107,7 @@ BEGIN
     END IF;
     SELECT * INTO r FROM rl_mlops.runs
      WHERE runs.agent = cancel_retrain.agent
-       AND state IN ('queued', 'preparing', 'training', 'validating', 'deploying')
+       AND rl_mlops._run_unfinished(state)
      ORDER BY id DESC LIMIT 1;
     IF NOT FOUND THEN
         RAISE NOTICE 'agent "%" has no training run in progress', cancel_retrain.agent;
@@ -128,7 +128,7 @@ $$;
 -- as failed even before anyone reaped it.
 CREATE VIEW rl_mlops.training_progress AS
 SELECT r.id AS run_id, r.agent,
-       CASE WHEN r.state IN ('queued', 'preparing', 'training', 'validating', 'deploying')
+       CASE WHEN rl_mlops._run_unfinished(r.state)
                  AND NOT rl_mlops._run_lock_held(r.agent)
             THEN 'failed' ELSE r.state END AS state,
        r.trigger, r.epoch, r.epochs,
@@ -136,7 +136,7 @@ SELECT r.id AS run_id, r.agent,
        round(r.loss::numeric, 6) AS loss,
        round(r.samples_per_second::numeric) AS samples_per_second,
        r.samples, r.parent_version, r.produced_version,
-       CASE WHEN r.state IN ('queued', 'preparing', 'training', 'validating', 'deploying')
+       CASE WHEN rl_mlops._run_unfinished(r.state)
                  AND NOT rl_mlops._run_lock_held(r.agent)
             THEN 'worker died' ELSE r.error END AS error,
        r.requested_by, r.worker_pid, r.started_at, r.finished_at,

@@ -80,7 +80,7 @@ BEGIN
     END IF;
     PERFORM rl_mlops._reap_dead_runs(a.name);
     SELECT id INTO running FROM rl_mlops.runs r
-     WHERE r.agent = a.name AND r.state IN ('queued', 'preparing', 'training', 'validating', 'deploying')
+     WHERE r.agent = a.name AND rl_mlops._run_unfinished(r.state)
      ORDER BY id DESC LIMIT 1;
     IF running IS NOT NULL THEN
         RETURN jsonb_build_object('due', false, 'reason', format('run %s in progress', running),
@@ -191,7 +191,7 @@ SELECT a.name AS agent,
   FROM rl_mlops.agents a
   LEFT JOIN LATERAL (SELECT * FROM rl_mlops.runs x
                       WHERE x.agent = a.name
-                        AND x.state IN ('queued', 'preparing', 'training', 'validating', 'deploying')
+                        AND rl_mlops._run_unfinished(x.state)
                         AND rl_mlops._run_lock_held(a.name)
                       ORDER BY x.id DESC LIMIT 1) r ON true
   LEFT JOIN LATERAL rl_mlops._cron_job(a.name) j ON true

@@ -166,7 +166,7 @@ BEGIN
     IF NOT pg_catalog.pg_is_in_recovery() THEN
         SELECT array_agg(x.id) INTO unfinished FROM rl_mlops.runs x
          WHERE (check_integrity.agent IS NULL OR x.agent = check_integrity.agent)
-           AND x.state IN ('queued', 'preparing', 'training', 'validating', 'deploying');
+           AND rl_mlops._run_unfinished(x.state);
         IF unfinished IS NOT NULL THEN
             SELECT coalesce(array_agg(d.agent), '{}') INTO dead
               FROM (SELECT DISTINCT x.agent FROM rl_mlops.runs x WHERE x.id = ANY (unfinished)) d
@@ -174,7 +174,7 @@ BEGIN
             FOR r IN
                 SELECT x.agent, x.id, x.state, x.worker_pid FROM rl_mlops.runs x
                  WHERE x.id = ANY (unfinished) AND x.agent = ANY (dead)
-                   AND x.state IN ('queued', 'preparing', 'training', 'validating', 'deploying')
+                   AND rl_mlops._run_unfinished(x.state)
                  ORDER BY x.id
             LOOP
                 p := (r.agent, 'run_without_worker', 'run ' || r.id,
@@ -185,7 +185,7 @@ BEGIN
             FOR r IN
                 SELECT x.agent, array_agg(x.id ORDER BY x.id) AS ids FROM rl_mlops.runs x
                  WHERE (check_integrity.agent IS NULL OR x.agent = check_integrity.agent)
-                   AND x.state IN ('queued', 'preparing', 'training', 'validating', 'deploying')
+                   AND rl_mlops._run_unfinished(x.state)
                  GROUP BY x.agent HAVING count(*) > 1
                  ORDER BY x.agent
             LOOP

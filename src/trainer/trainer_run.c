@@ -204,7 +204,7 @@ begin_run(RlRunRequest *req, bool *already)
 			 */
 			if (owner_sql("UPDATE rl_mlops.runs SET state = 'failed', error = 'worker died', finished_at = now()"
 						  " WHERE agent = $1"
-						  "   AND state IN ('queued', 'preparing', 'training', 'validating', 'deploying')",
+						  "   AND rl_mlops._run_unfinished(state)",
 						  1, types, values, NULL) > 0)
 				ereport(LOG,
 						(errmsg("rl_mlops: marked " UINT64_FORMAT " run(s) of agent %s failed: worker died",
@@ -216,7 +216,7 @@ begin_run(RlRunRequest *req, bool *already)
 			run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		}
 		else if (owner_sql("SELECT id FROM rl_mlops.runs WHERE agent = $1"
-						   "   AND state IN ('queued', 'preparing', 'training', 'validating', 'deploying')"
+						   "   AND rl_mlops._run_unfinished(state)"
 						   " ORDER BY id DESC LIMIT 1", 1, types, values, NULL) == 1)
 		{
 			run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
