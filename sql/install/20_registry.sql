@@ -224,6 +224,26 @@ BEGIN
 END
 $$;
 
+-- The agent's row without a lock, or the same error as _lock_agent: for
+-- the functions that only read.
+CREATE FUNCTION rl_mlops._agent(p_agent text)
+RETURNS rl_mlops.agents
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a rl_mlops.agents;
+BEGIN
+    SELECT * INTO a FROM rl_mlops.agents WHERE name = p_agent;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'agent "%" does not exist', p_agent
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create it with rl_mlops.create_agent().';
+    END IF;
+    RETURN a;
+END
+$$;
+
 -- A model row of an agent, or a clear error.
 CREATE FUNCTION rl_mlops._model(p_agent text, p_version text)
 RETURNS rl_mlops.models
@@ -479,11 +499,7 @@ BEGIN
         SELECT * INTO m FROM rl_mlops.models
          WHERE models.agent = export_model.agent AND state = 'active';
         IF NOT FOUND THEN
-            PERFORM 1 FROM rl_mlops.agents WHERE name = export_model.agent;
-            IF NOT FOUND THEN
-                RAISE EXCEPTION 'agent "%" does not exist', export_model.agent
-                    USING ERRCODE = 'undefined_object';
-            END IF;
+            PERFORM rl_mlops._agent(export_model.agent);
             RAISE EXCEPTION 'agent "%" has no active model', export_model.agent
                 USING ERRCODE = 'no_data_found',
                       HINT = 'Name a version, or deploy one first.';
@@ -800,17 +816,11 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    a rl_mlops.agents;
+    a rl_mlops.agents := rl_mlops._agent(status.agent);
     m rl_mlops.models;
     total integer;
     running rl_mlops.runs;
 BEGIN
-    SELECT * INTO a FROM rl_mlops.agents WHERE name = status.agent;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'agent "%" does not exist', status.agent
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'Create it with rl_mlops.create_agent().';
-    END IF;
     -- a run whose worker died is marked failed the next time anyone looks
     PERFORM rl_mlops._reap_dead_runs(a.name);
     SELECT * INTO m FROM rl_mlops.models WHERE models.agent = a.name AND state = 'active';
@@ -853,13 +863,8 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    a rl_mlops.agents;
+    a rl_mlops.agents := rl_mlops._agent(metadata.agent);
 BEGIN
-    SELECT * INTO a FROM rl_mlops.agents WHERE name = metadata.agent;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'agent "%" does not exist', metadata.agent
-            USING ERRCODE = 'undefined_object';
-    END IF;
     RETURN jsonb_build_object(
         'models', coalesce((
             SELECT jsonb_agg(jsonb_build_object(

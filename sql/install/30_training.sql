@@ -100,11 +100,7 @@ AS $$
 DECLARE
     r rl_mlops.runs;
 BEGIN
-    PERFORM 1 FROM rl_mlops.agents WHERE name = cancel_retrain.agent;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'agent "%" does not exist', cancel_retrain.agent
-            USING ERRCODE = 'undefined_object';
-    END IF;
+    PERFORM rl_mlops._agent(cancel_retrain.agent);
     SELECT * INTO r FROM rl_mlops.runs
      WHERE runs.agent = cancel_retrain.agent
        AND rl_mlops._run_unfinished(state)

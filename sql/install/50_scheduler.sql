@@ -64,16 +64,10 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    a rl_mlops.agents;
+    a rl_mlops.agents := rl_mlops._agent(retrain_due.agent);
     running bigint;
-    next_time timestamptz;
+    next_time timestamptz := a.last_retrain_time + make_interval(days => a.interval_days);
 BEGIN
-    SELECT * INTO a FROM rl_mlops.agents WHERE name = retrain_due.agent;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'agent "%" does not exist', retrain_due.agent
-            USING ERRCODE = 'undefined_object';
-    END IF;
-    next_time := a.last_retrain_time + make_interval(days => a.interval_days);
     IF NOT a.scheduler_enabled THEN
         RETURN jsonb_build_object('due', false, 'reason', 'scheduler disabled',
                                   'next_retrain_time', next_time);

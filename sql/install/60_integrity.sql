@@ -61,10 +61,8 @@ DECLARE
     unfinished bigint[];
     dead text[] := '{}';
 BEGIN
-    IF check_integrity.agent IS NOT NULL
-       AND NOT EXISTS (SELECT 1 FROM rl_mlops.agents a WHERE a.name = check_integrity.agent) THEN
-        RAISE EXCEPTION 'agent "%" does not exist', check_integrity.agent
-            USING ERRCODE = 'undefined_object';
+    IF check_integrity.agent IS NOT NULL THEN
+        PERFORM rl_mlops._agent(check_integrity.agent);
     END IF;
     SELECT e.extowner INTO owner_oid FROM pg_catalog.pg_extension e WHERE e.extname = 'rl_mlops';
 
