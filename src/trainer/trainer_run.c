@@ -173,6 +173,9 @@ begin_run(RlRunRequest *req, bool *already)
 	Datum		values[5];
 	bool		isnull;
 	int64		run_id = 0;
+	bool		locked;
+	bool		saw_other = false;	/* another worker held the lock */
+	int64		last_seen_id = 0;	/* newest run of the agent when we came */
 
 	values[0] = CStringGetTextDatum(req->agent);
 	values[1] = CStringGetTextDatum(req->trigger);
@@ -192,10 +195,30 @@ begin_run(RlRunRequest *req, bool *already)
 			xact_commit();
 			return 0;
 		}
+		if (attempt == 0 &&
+			owner_sql("SELECT coalesce(max(id), 0) FROM rl_mlops.runs WHERE agent = $1",
+					  1, types, values, NULL) == 1)
+			last_seen_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+													   SPI_tuptable->tupdesc, 1, &isnull));
 		/* the two-key form, classid our constant: see _run_lock_held() */
 		owner_sql(psprintf("SELECT pg_catalog.pg_try_advisory_lock(%d, pg_catalog.hashtext($1))",
 						   RL_RUN_LOCK_CLASS), 1, types, values, NULL);
-		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		locked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		if (locked && saw_other &&
+			owner_sql(psprintf("SELECT id FROM rl_mlops.runs WHERE agent = $1 AND id > " INT64_FORMAT
+							   " ORDER BY id LIMIT 1", last_seen_id),
+					  1, types, values, NULL) == 1)
+		{
+			/*
+			 * The worker we raced with started its run and already ended it
+			 * while we waited: that run answered this request too.
+			 */
+			run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			*already = true;
+			owner_sql(psprintf("SELECT pg_catalog.pg_advisory_unlock(%d, pg_catalog.hashtext($1))",
+							   RL_RUN_LOCK_CLASS), 1, types, values, NULL);
+		}
+		else if (locked)
 		{
 			/*
 			 * We hold the lock: any unfinished run of the agent is dead.
@@ -215,12 +238,16 @@ begin_run(RlRunRequest *req, bool *already)
 					  5, types, values, NULL);
 			run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		}
-		else if (owner_sql("SELECT id FROM rl_mlops.runs WHERE agent = $1"
-						   "   AND rl_mlops._run_unfinished(state)"
-						   " ORDER BY id DESC LIMIT 1", 1, types, values, NULL) == 1)
+		else
 		{
-			run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-			*already = true;
+			saw_other = true;
+			if (owner_sql("SELECT id FROM rl_mlops.runs WHERE agent = $1"
+						  "   AND rl_mlops._run_unfinished(state)"
+						  " ORDER BY id DESC LIMIT 1", 1, types, values, NULL) == 1)
+			{
+				run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+				*already = true;
+			}
 		}
 		xact_commit();
 		if (run_id == 0)
