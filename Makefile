@@ -8,28 +8,39 @@
 #   make demo       the whole lifecycle on a throwaway local cluster
 
 EXTENSION = rl_mlops
-EXTVERSION = 0.1.0
+EXTVERSION = 0.2.0
 
 # Debian's versioned pg_config; /usr/bin/pg_config may point at another major.
 PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
 
 # Objects shared by both libraries: plain C over weights and prices.
 COMMON_OBJS = src/forward.o src/env.o src/backtest.o src/checkpoint.o \
-	src/owner.o src/lo.o src/guc.o
+	src/owner.o src/lo.o src/guc.o src/source_relation.o
 
 # rl_mlops.so: the SQL API.  Must never link libtorch (DESIGN section 2).
 MODULE_big = rl_mlops
 OBJS = \
 	src/rl_mlops.o \
 	src/registry.o \
+	src/agent_create.o \
 	src/retrain.o \
+	src/worker_alive.o \
 	src/trainer_launch.o \
 	src/serve.o src/source.o \
 	$(COMMON_OBJS)
 
 # The install script is built from one file per concept in sql/install/.
-DATA_built = sql/rl_mlops--$(EXTVERSION).sql
+# Every statement there can run again over an older version, so an upgrade
+# script is the whole install script between the two halves of its
+# migration (sql/upgrade/FROM--TO/before.sql and after.sql): fresh and
+# upgraded databases get the same definitions.  Released install scripts
+# are kept frozen in sql/ (DATA).
 INSTALL_PARTS = $(sort $(wildcard $(srcdir)/sql/install/*.sql))
+UPGRADES = $(patsubst $(srcdir)/sql/upgrade/%,sql/rl_mlops--%.sql,\
+	$(wildcard $(srcdir)/sql/upgrade/*--$(EXTVERSION)))
+DATA = $(filter-out sql/rl_mlops--$(EXTVERSION).sql $(UPGRADES),\
+	$(wildcard sql/rl_mlops--*.sql))
+DATA_built = sql/rl_mlops--$(EXTVERSION).sql $(UPGRADES)
 
 # The training worker's library: C entry points plus the libtorch shim.
 TRAINER = rl_mlops_trainer
@@ -80,6 +91,10 @@ $(OBJS) $(TRAINER_OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/trainer/*.h 
 
 sql/rl_mlops--$(EXTVERSION).sql: $(INSTALL_PARTS)
 	cat $(INSTALL_PARTS) > $@
+
+sql/rl_mlops--%--$(EXTVERSION).sql: sql/upgrade/%--$(EXTVERSION)/before.sql \
+		sql/upgrade/%--$(EXTVERSION)/after.sql $(INSTALL_PARTS)
+	cat $< $(INSTALL_PARTS) $(word 2,$^) > $@
 
 src/torch/rl_torch.o: src/torch/rl_torch.cpp src/torch/rl_torch.h src/rl_arch.h
 	$(CXX) $(TORCH_CXXFLAGS) -c -o $@ $<

@@ -60,7 +60,14 @@ rl_env_returns(const double *prices, int64_t n, double *returns, char *err)
 	}
 	returns[0] = 0.0;
 	for (t = 1; t < n; t++)
+	{
+		/* positive finite prices can still overflow: 1e300 after 1e-310 */
 		returns[t] = log(prices[t] / prices[t - 1]);
+		if (!isfinite(returns[t]))
+			return rl_env_fail(err, RL_ENV_BAD_PRICE,
+							   "log return at index %lld, from price %g to %g, is not finite",
+							   (long long) t, prices[t - 1], prices[t]);
+	}
 	return env_ok(err);
 }
 

@@ -10,6 +10,13 @@
  * statements, the way a SECURITY DEFINER function would.  An error inside
  * needs no cleanup: transaction abort restores the outer user.
  *
+ * The opposite direction matters as much: code of other roles (a view, a
+ * row-level security policy, a function they call) runs whenever a user
+ * relation is read, and it must not change what the owner's statements
+ * resolve to afterwards.  Such reads are wrapped in rl_begin_as_requester /
+ * rl_end_as_requester, the way PostgreSQL builds an index or refreshes a
+ * materialized view with user code in it.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -21,6 +28,7 @@
 #include "catalog/pg_extension.h"
 #include "miscadmin.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/rel.h"
 
 #include "owner.h"
@@ -70,4 +78,36 @@ void
 rl_restore_user(RlSavedUser saved)
 {
 	SetUserIdAndSecContext(saved.userid, saved.sec_context);
+}
+
+/*
+ * Start reading user relations as "role": a security-restricted operation
+ * (no temporary objects, no SET ROLE, no cursors kept open) under a GUC
+ * nest level of its own, with search_path pinned for the reading query.
+ */
+RlRequesterPart
+rl_begin_as_requester(Oid role)
+{
+	RlRequesterPart part;
+
+	GetUserIdAndSecContext(&part.saved.userid, &part.saved.sec_context);
+	part.guc_nest_level = NewGUCNestLevel();
+	SetUserIdAndSecContext(role, part.saved.sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return part;
+}
+
+/*
+ * End the requester's part: undo every setting its code changed, even with
+ * set_config(..., false), and go back to the user that was current.
+ */
+void
+rl_end_as_requester(RlRequesterPart part)
+{
+	AtEOXact_GUC(false, part.guc_nest_level);
+	SetUserIdAndSecContext(part.saved.userid, part.saved.sec_context);
 }

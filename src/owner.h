@@ -15,8 +15,17 @@ typedef struct RlSavedUser
 	int			sec_context;
 } RlSavedUser;
 
+/* What rl_begin_as_requester saved, for rl_end_as_requester. */
+typedef struct RlRequesterPart
+{
+	RlSavedUser saved;
+	int			guc_nest_level;
+} RlRequesterPart;
+
 extern Oid	rl_extension_owner(void);
 extern RlSavedUser rl_become_owner(void);
 extern void rl_restore_user(RlSavedUser saved);
+extern RlRequesterPart rl_begin_as_requester(Oid role);
+extern void rl_end_as_requester(RlRequesterPart part);
 
 #endif							/* RL_OWNER_H */

@@ -26,6 +26,7 @@
 #include "utils/timestamp.h"
 
 #include "source.h"
+#include "source_relation.h"
 
 /* Rows fetched from the cursor at a time. */
 #define SOURCE_BATCH 10000
@@ -42,25 +43,6 @@ typedef struct SourceRead
 	int64		capacity;
 } SourceRead;
 
-/* The relation's name for SQL; a dropped source is a clear error. */
-static char *
-source_relname(const RlSource *src)
-{
-	char	   *rel = get_rel_name(src->relid);
-	Oid			nsp;
-
-	if (rel == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("source relation of agent \"%s\" does not exist",
-						src->agent),
-				 errdetail("The agent reads the relation with oid %u, which was dropped.",
-						   src->relid),
-				 errhint("Drop the agent and create it again over an existing relation.")));
-	nsp = get_rel_namespace(src->relid);
-	return quote_qualified_identifier(get_namespace_name(nsp), rel);
-}
-
 /*
  * The symbol as a value of the symbol column's type (text, varchar, an
  * enum...), so that the comparison in the query needs no cast.
@@ -72,13 +54,6 @@ symbol_param(SourceRead *rd)
 	Oid			typinput;
 	Oid			typioparam;
 
-	if (att == InvalidAttrNumber)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("column \"%s\" of relation %s does not exist",
-						rd->src->symbol_column, rd->relname),
-				 errdetail("Agent \"%s\" reads its symbols from that column.",
-						   rd->src->agent)));
 	rd->symbol_type = get_atttype(rd->src->relid, att);
 	getTypeInputInfo(rd->symbol_type, &typinput, &typioparam);
 	rd->symbol_value = OidInputFunctionCall(typinput, (char *) rd->symbol,
@@ -278,7 +253,13 @@ begin_read(SourceRead *rd, const RlSource *src, const char *symbol)
 	rd->rows->prices = palloc(rd->capacity * sizeof(double));
 	if (src->features_column != NULL && nf > 0)
 		rd->rows->features = palloc(rd->capacity * nf * sizeof(float));
-	rd->relname = source_relname(src);
+	rd->relname = rl_source_relation_lock(src->relid, src->agent);
+	rl_source_column_check(src->relid, src->agent, src->symbol_column, RL_COLUMN_SYMBOL);
+	rl_source_column_check(src->relid, src->agent, src->time_column, RL_COLUMN_TIME);
+	rl_source_column_check(src->relid, src->agent, src->price_column, RL_COLUMN_PRICE);
+	if (src->features_column != NULL)
+		rl_source_column_check(src->relid, src->agent, src->features_column,
+							   RL_COLUMN_FEATURES);
 	symbol_param(rd);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -46,8 +46,8 @@ typedef struct RlCheckReport
 
 /*
  * retrain(): the request the caller writes, and the handshake the run
- * worker answers with once it has taken the agent's lock and committed
- * its run row (or found another run already in progress).
+ * worker answers with once it has committed its run row (or found the run
+ * that answers the request, rl_mlops._begin_run).
  */
 typedef struct RlRunRequest
 {
@@ -55,14 +55,13 @@ typedef struct RlRunRequest
 	char		trigger[16];	/* manual or schedule */
 	int32		epochs;			/* 0: the agent's setting */
 	bool		full;			/* train from scratch */
+	int64		seen_run_id;	/* the agent's newest run when asked: a
+								 * newer one answers the request */
 
 	bool		answered;		/* the worker set the fields below */
 	int64		run_id;
 	bool		already_running;	/* run_id is another worker's run */
 	char		message[RL_TRAINER_MSGLEN];	/* why no run was started */
 } RlRunRequest;
-
-/* Advisory lock (two-key form) a run worker holds for its agent. */
-#define RL_RUN_LOCK_CLASS 1380732236	/* 'RLML' */
 
 #endif							/* RL_TRAINER_SHM_H */

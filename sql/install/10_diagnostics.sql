@@ -5,7 +5,7 @@
 -- Proves the training path end to end: a trainer background worker builds
 -- the actor-critic with libtorch, runs a forward pass (compared with the C
 -- forward pass) and ppo_updates PPO updates on a random batch.
-CREATE FUNCTION rl_mlops.check_trainer(
+CREATE OR REPLACE FUNCTION rl_mlops.check_trainer(
     ppo_updates integer DEFAULT 1,
     threads integer DEFAULT 1,
     OUT ok boolean,

@@ -5,7 +5,7 @@
 -- Who is calling: the current role as SET ROLE left it, also inside the
 -- registry's SECURITY DEFINER functions (where current_user is the owner).
 -- Recorded as created_by, deployed_by and requested_by.
-CREATE FUNCTION rl_mlops._caller()
+CREATE OR REPLACE FUNCTION rl_mlops._caller()
 RETURNS name
 AS 'MODULE_PATHNAME', 'rl_caller'
 LANGUAGE C STABLE STRICT PARALLEL SAFE;
@@ -13,7 +13,7 @@ LANGUAGE C STABLE STRICT PARALLEL SAFE;
 -- One row per trading agent: where its prices are, its network, how it
 -- trains, how long models are kept and when it retrains.  Absurd settings
 -- are refused here, when they are set, by named CHECK constraints.
-CREATE TABLE rl_mlops.agents (
+CREATE TABLE IF NOT EXISTS rl_mlops.agents (
     name text PRIMARY KEY
         CONSTRAINT name_is_1_to_63_printable_characters
         CHECK (length(name) BETWEEN 1 AND 63 AND name !~ '[[:cntrl:]]'),
@@ -86,7 +86,7 @@ COMMENT ON TABLE rl_mlops.agents IS
 
 -- One row per checkpoint version.  The checkpoint itself is a large object
 -- owned by the extension owner.
-CREATE TABLE rl_mlops.models (
+CREATE TABLE IF NOT EXISTS rl_mlops.models (
     agent text NOT NULL REFERENCES rl_mlops.agents (name) ON UPDATE CASCADE,
     version text NOT NULL
         CONSTRAINT version_is_a_utc_timestamp
@@ -117,15 +117,15 @@ CREATE TABLE rl_mlops.models (
 );
 
 -- At most one active model per agent, enforced by the database itself.
-CREATE UNIQUE INDEX models_one_active_per_agent
+CREATE UNIQUE INDEX IF NOT EXISTS models_one_active_per_agent
     ON rl_mlops.models (agent) WHERE state = 'active';
-CREATE INDEX models_agent_created ON rl_mlops.models (agent, created_at);
+CREATE INDEX IF NOT EXISTS models_agent_created ON rl_mlops.models (agent, created_at);
 
 COMMENT ON TABLE rl_mlops.models IS
     'Model registry: one row per checkpoint version (checkpoint = large object oid)';
 
 -- Append-only deployment history.
-CREATE TABLE rl_mlops.deployments (
+CREATE TABLE IF NOT EXISTS rl_mlops.deployments (
     id bigserial PRIMARY KEY,
     agent text NOT NULL REFERENCES rl_mlops.agents (name) ON UPDATE CASCADE,
     version text NOT NULL,
@@ -135,11 +135,11 @@ CREATE TABLE rl_mlops.deployments (
     deployed_by name NOT NULL DEFAULT rl_mlops._caller(),
     deployed_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX deployments_agent_id ON rl_mlops.deployments (agent, id);
+CREATE INDEX IF NOT EXISTS deployments_agent_id ON rl_mlops.deployments (agent, id);
 
 -- One row per training run, updated in its own transactions while the
 -- worker runs so that psql sees live progress.
-CREATE TABLE rl_mlops.runs (
+CREATE TABLE IF NOT EXISTS rl_mlops.runs (
     id bigserial PRIMARY KEY,
     agent text NOT NULL REFERENCES rl_mlops.agents (name) ON UPDATE CASCADE,
     trigger text NOT NULL DEFAULT 'manual' CHECK (trigger IN ('manual', 'schedule')),
@@ -161,11 +161,11 @@ CREATE TABLE rl_mlops.runs (
     started_at timestamptz,
     finished_at timestamptz
 );
-CREATE INDEX runs_agent_id ON rl_mlops.runs (agent, id);
+CREATE INDEX IF NOT EXISTS runs_agent_id ON rl_mlops.runs (agent, id);
 
 -- Is a run's state one of the unfinished ones (its worker may still run)?
 -- The one place that lists them.
-CREATE FUNCTION rl_mlops._run_unfinished(p_state text)
+CREATE OR REPLACE FUNCTION rl_mlops._run_unfinished(p_state text)
 RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -182,22 +182,22 @@ SELECT pg_catalog.pg_extension_config_dump('rl_mlops.runs_id_seq', '');
 -- Internal C functions: bytes only, never granted to PUBLIC
 --------------------------------------------------------------------------
 
-CREATE FUNCTION rl_mlops._store_checkpoint(
+CREATE OR REPLACE FUNCTION rl_mlops._store_checkpoint(
     data bytea, window_size integer, n_features integer, hidden_size integer,
     OUT checkpoint oid, OUT sha256 text, OUT size_bytes bigint, OUT sigma double precision)
 RETURNS record
 AS 'MODULE_PATHNAME', 'rl_store_checkpoint' LANGUAGE C STRICT VOLATILE;
 
-CREATE FUNCTION rl_mlops._read_checkpoint(checkpoint oid, sha256 text)
+CREATE OR REPLACE FUNCTION rl_mlops._read_checkpoint(checkpoint oid, sha256 text)
 RETURNS bytea
 AS 'MODULE_PATHNAME', 'rl_read_checkpoint' LANGUAGE C STRICT STABLE;
 
-CREATE FUNCTION rl_mlops._validate_checkpoint(
+CREATE OR REPLACE FUNCTION rl_mlops._validate_checkpoint(
     checkpoint oid, sha256 text, window_size integer, n_features integer, hidden_size integer)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'rl_validate_checkpoint' LANGUAGE C STRICT VOLATILE;
 
-CREATE FUNCTION rl_mlops._invalidate_serving()
+CREATE OR REPLACE FUNCTION rl_mlops._invalidate_serving()
 RETURNS void
 AS 'MODULE_PATHNAME', 'rl_invalidate_serving' LANGUAGE C STRICT VOLATILE;
 
@@ -206,7 +206,7 @@ AS 'MODULE_PATHNAME', 'rl_invalidate_serving' LANGUAGE C STRICT VOLATILE;
 --------------------------------------------------------------------------
 
 -- The agent's row, locked: every registry change of one agent serialises here.
-CREATE FUNCTION rl_mlops._lock_agent(p_agent text)
+CREATE OR REPLACE FUNCTION rl_mlops._lock_agent(p_agent text)
 RETURNS rl_mlops.agents
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -226,7 +226,7 @@ $$;
 
 -- The agent's row without a lock, or the same error as _lock_agent: for
 -- the functions that only read.
-CREATE FUNCTION rl_mlops._agent(p_agent text)
+CREATE OR REPLACE FUNCTION rl_mlops._agent(p_agent text)
 RETURNS rl_mlops.agents
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -245,7 +245,7 @@ END
 $$;
 
 -- A model row of an agent, or a clear error.
-CREATE FUNCTION rl_mlops._model(p_agent text, p_version text)
+CREATE OR REPLACE FUNCTION rl_mlops._model(p_agent text, p_version text)
 RETURNS rl_mlops.models
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -265,7 +265,7 @@ $$;
 
 -- A new version name: UTC YYYYMMDD_HHMMSS, then _2, _3... within one second.
 -- The caller holds the agent's lock.
-CREATE FUNCTION rl_mlops._new_version(p_agent text)
+CREATE OR REPLACE FUNCTION rl_mlops._new_version(p_agent text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -284,7 +284,7 @@ END
 $$;
 
 -- Check that a column exists in the source relation and has a usable type.
-CREATE FUNCTION rl_mlops._check_source_column(
+CREATE OR REPLACE FUNCTION rl_mlops._check_source_column(
     p_source regclass, p_column name, p_role text, p_types regtype[])
 RETURNS void
 LANGUAGE plpgsql STABLE
@@ -313,8 +313,78 @@ $$;
 -- Agents
 --------------------------------------------------------------------------
 
--- Register a trading agent over a price table or view.
-CREATE FUNCTION rl_mlops.create_agent(
+-- create_agent()'s checks of the source, as the owner: the reader (the
+-- role calling create_agent) may read it, and the columns exist with usable
+-- types.  Reads only the catalog, never the relation.
+CREATE OR REPLACE FUNCTION rl_mlops._check_agent_source(
+    p_source regclass, p_reader regrole, p_symbol_column name, p_time_column name,
+    p_price_column name, p_features_column name, p_n_features integer)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_source IS NULL THEN
+        RAISE EXCEPTION 'source relation must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT pg_catalog.has_table_privilege(p_reader, p_source, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for relation %', p_source
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'The role creating an agent must be able to read its source.';
+    END IF;
+    PERFORM rl_mlops._check_source_column(p_source, p_symbol_column, 'symbol', NULL);
+    PERFORM rl_mlops._check_source_column(p_source, p_time_column, 'time',
+        ARRAY['timestamptz', 'timestamp', 'date']::regtype[]);
+    PERFORM rl_mlops._check_source_column(p_source, p_price_column, 'price',
+        ARRAY['numeric', 'float8', 'float4', 'int2', 'int4', 'int8']::regtype[]);
+    IF p_features_column IS NOT NULL THEN
+        PERFORM rl_mlops._check_source_column(p_source, p_features_column, 'features',
+            ARRAY['float4[]', 'float8[]', 'numeric[]']::regtype[]);
+    ELSIF coalesce(p_n_features, 0) <> 0 THEN
+        RAISE EXCEPTION 'n_features needs a features column'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass features_column => ''...'', or leave n_features out.';
+    END IF;
+END
+$$;
+
+-- create_agent()'s insert, as the owner, once the number of features is
+-- known (given, or counted by reading the source as the caller).
+CREATE OR REPLACE FUNCTION rl_mlops._insert_agent(
+    p_name text, p_source regclass, p_symbol_column name, p_time_column name,
+    p_price_column name, p_features_column name, p_n_features integer,
+    p_window_size integer, p_hidden_size integer)
+RETURNS rl_mlops.agents
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a rl_mlops.agents;
+BEGIN
+    IF p_features_column IS NOT NULL AND p_n_features IS NULL THEN
+        RAISE EXCEPTION 'cannot infer the number of features of column "%"', p_features_column
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The column holds no non-NULL array the calling role can read.',
+                  HINT = 'Pass n_features => N.';
+    END IF;
+    INSERT INTO rl_mlops.agents (name, source, symbol_column, time_column, price_column,
+                                 features_column, n_features, window_size, hidden_size)
+    VALUES (p_name, p_source, p_symbol_column, p_time_column, p_price_column,
+            p_features_column, coalesce(p_n_features, 0), p_window_size, p_hidden_size)
+    RETURNING * INTO a;
+    RETURN a;
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'agent "%" already exists', p_name
+        USING ERRCODE = 'duplicate_object',
+              HINT = 'Change its settings with rl_mlops.configure().';
+END
+$$;
+
+-- Register a trading agent over a price table or view.  C: the checks and
+-- the insert run as the owner, but counting the features (n_features NULL)
+-- reads the source as the calling role, so code in a view or a policy
+-- never runs with the owner's rights.
+CREATE OR REPLACE FUNCTION rl_mlops.create_agent(
     name text,
     source regclass,
     symbol_column name DEFAULT 'symbol',
@@ -325,63 +395,14 @@ CREATE FUNCTION rl_mlops.create_agent(
     window_size integer DEFAULT 32,
     hidden_size integer DEFAULT 64)
 RETURNS rl_mlops.agents
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    a rl_mlops.agents;
-    nf integer := create_agent.n_features;
-BEGIN
-    IF create_agent.source IS NULL THEN
-        RAISE EXCEPTION 'source relation must not be null' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    IF NOT pg_catalog.has_table_privilege(rl_mlops._caller(), create_agent.source, 'SELECT') THEN
-        RAISE EXCEPTION 'permission denied for relation %', create_agent.source
-            USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = 'The role creating an agent must be able to read its source.';
-    END IF;
-    PERFORM rl_mlops._check_source_column(create_agent.source, create_agent.symbol_column, 'symbol', NULL);
-    PERFORM rl_mlops._check_source_column(create_agent.source, create_agent.time_column, 'time',
-        ARRAY['timestamptz', 'timestamp', 'date']::regtype[]);
-    PERFORM rl_mlops._check_source_column(create_agent.source, create_agent.price_column, 'price',
-        ARRAY['numeric', 'float8', 'float4', 'int2', 'int4', 'int8']::regtype[]);
-    IF create_agent.features_column IS NOT NULL THEN
-        PERFORM rl_mlops._check_source_column(create_agent.source, create_agent.features_column, 'features',
-            ARRAY['float4[]', 'float8[]', 'numeric[]']::regtype[]);
-        IF nf IS NULL THEN
-            EXECUTE format('SELECT array_length(%I, 1) FROM %s WHERE %I IS NOT NULL LIMIT 1',
-                           create_agent.features_column, create_agent.source, create_agent.features_column)
-               INTO nf;
-            IF nf IS NULL THEN
-                RAISE EXCEPTION 'cannot infer the number of features of column "%"', create_agent.features_column
-                    USING ERRCODE = 'invalid_parameter_value',
-                          HINT = 'Pass n_features => N.';
-            END IF;
-        END IF;
-    ELSIF coalesce(nf, 0) <> 0 THEN
-        RAISE EXCEPTION 'n_features needs a features column'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Pass features_column => ''...'', or leave n_features out.';
-    END IF;
-
-    INSERT INTO rl_mlops.agents AS ag (name, source, symbol_column, time_column, price_column,
-                                 features_column, n_features, window_size, hidden_size)
-    VALUES (create_agent.name, create_agent.source, create_agent.symbol_column,
-            create_agent.time_column, create_agent.price_column, create_agent.features_column,
-            coalesce(nf, 0), create_agent.window_size, create_agent.hidden_size)
-    RETURNING * INTO a;
-    RETURN a;
-EXCEPTION WHEN unique_violation THEN
-    RAISE EXCEPTION 'agent "%" already exists', create_agent.name
-        USING ERRCODE = 'duplicate_object',
-              HINT = 'Change its settings with rl_mlops.configure().';
-END
-$$;
+AS 'MODULE_PATHNAME', 'rl_create_agent'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
 
 -- Change training, retention, scheduler and deployment-gate settings.
 -- NULL leaves a setting as it is.  The architecture and the source are
 -- fixed for an agent's life: its checkpoints depend on them.
-CREATE FUNCTION rl_mlops.configure(
+CREATE OR REPLACE FUNCTION rl_mlops.configure(
     name text,
     initial_epochs integer DEFAULT NULL,
     incremental_epochs integer DEFAULT NULL,
@@ -452,7 +473,7 @@ $$;
 -- Register a checkpoint made elsewhere (for example in PyTorch).  The
 -- bytes must pass the strict parser and match the agent's architecture;
 -- the new version starts in state 'registered'.
-CREATE FUNCTION rl_mlops.import_model(
+CREATE OR REPLACE FUNCTION rl_mlops.import_model(
     agent text,
     checkpoint bytea,
     training_epochs integer DEFAULT NULL,
@@ -487,7 +508,7 @@ $$;
 
 -- The checkpoint bytes of a version (default: the active one), verified
 -- against the recorded sha256.
-CREATE FUNCTION rl_mlops.export_model(agent text, version text DEFAULT NULL)
+CREATE OR REPLACE FUNCTION rl_mlops.export_model(agent text, version text DEFAULT NULL)
 RETURNS bytea
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -516,7 +537,7 @@ $$;
 --------------------------------------------------------------------------
 
 -- The failed checks of a validation result, as "check: message; ...".
-CREATE FUNCTION rl_mlops._failed_checks(p_validation jsonb)
+CREATE OR REPLACE FUNCTION rl_mlops._failed_checks(p_validation jsonb)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -529,7 +550,7 @@ $$;
 -- Run the seed's checks on a version and record each check's result.
 -- registered/validated/rejected versions become 'validated' or
 -- 'rejected'; an active or archived version keeps its state.
-CREATE FUNCTION rl_mlops.validate_model(agent text, version text)
+CREATE OR REPLACE FUNCTION rl_mlops.validate_model(agent text, version text)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -562,7 +583,7 @@ $$;
 -- Make a version the active one: archive the current one, record the
 -- deployment, drop serving caches at commit, then apply retention.  The
 -- caller holds the agent's lock; the version is checked again right here.
-CREATE FUNCTION rl_mlops._activate(a rl_mlops.agents, m rl_mlops.models, p_action text, p_reason text)
+CREATE OR REPLACE FUNCTION rl_mlops._activate(a rl_mlops.agents, m rl_mlops.models, p_action text, p_reason text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -606,7 +627,7 @@ END
 $$;
 
 -- Deploy a validated (or archived) version.
-CREATE FUNCTION rl_mlops.deploy_model(agent text, version text, reason text DEFAULT NULL)
+CREATE OR REPLACE FUNCTION rl_mlops.deploy_model(agent text, version text, reason text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -625,7 +646,7 @@ $$;
 
 -- Go back to the version that was active before the current one was
 -- deployed (repeated rollbacks walk further back), or to a named version.
-CREATE FUNCTION rl_mlops.rollback(agent text, to_version text DEFAULT NULL, reason text DEFAULT NULL)
+CREATE OR REPLACE FUNCTION rl_mlops.rollback(agent text, to_version text DEFAULT NULL, reason text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -674,7 +695,7 @@ $$;
 -- Remove archived and rejected versions older than retention_days; never
 -- the active one, a pinned one, or one of the newest keep_min.  Their large
 -- objects are unlinked in the same transaction.
-CREATE FUNCTION rl_mlops.cleanup_old_models(agent text, dry_run boolean DEFAULT false)
+CREATE OR REPLACE FUNCTION rl_mlops.cleanup_old_models(agent text, dry_run boolean DEFAULT false)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -714,7 +735,7 @@ END
 $$;
 
 -- Pinned versions are never removed by retention.
-CREATE FUNCTION rl_mlops.pin_model(agent text, version text, pinned boolean DEFAULT true)
+CREATE OR REPLACE FUNCTION rl_mlops.pin_model(agent text, version text, pinned boolean DEFAULT true)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -729,14 +750,14 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION rl_mlops.unpin_model(agent text, version text)
+CREATE OR REPLACE FUNCTION rl_mlops.unpin_model(agent text, version text)
 RETURNS boolean
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT rl_mlops.pin_model(agent, version, false) $$;
 
 -- Remove an agent with all its versions and their large objects.
-CREATE FUNCTION rl_mlops.drop_agent(name text)
+CREATE OR REPLACE FUNCTION rl_mlops.drop_agent(name text)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -745,6 +766,7 @@ DECLARE
     a rl_mlops.agents := rl_mlops._lock_agent(drop_agent.name);
     n integer;
 BEGIN
+    PERFORM rl_mlops._reap_dead_runs(a.name);
     IF EXISTS (SELECT 1 FROM rl_mlops.runs r WHERE r.agent = a.name
                 AND rl_mlops._run_unfinished(r.state)) THEN
         RAISE EXCEPTION 'agent "%" has a training run in progress', a.name
@@ -759,6 +781,10 @@ BEGIN
     DELETE FROM rl_mlops.deployments d WHERE d.agent = a.name;
     DELETE FROM rl_mlops.runs r WHERE r.agent = a.name;
     DELETE FROM rl_mlops.agents ag WHERE ag.name = a.name;
+    -- its pg_cron job would fail every tick ("agent does not exist")
+    IF rl_mlops._unschedule_cron_job(a.name) THEN
+        RAISE NOTICE 'removed the pg_cron job of agent "%"', a.name;
+    END IF;
     -- other backends drop the agent's cached weights at commit
     PERFORM rl_mlops._invalidate_serving();
     RETURN jsonb_build_object('agent', a.name, 'models_removed', n);
@@ -768,7 +794,7 @@ $$;
 -- Remove every agent and every checkpoint large object: the documented
 -- step before DROP EXTENSION (the event trigger below does it for a plain
 -- "DROP EXTENSION rl_mlops").
-CREATE FUNCTION rl_mlops.drop_all()
+CREATE OR REPLACE FUNCTION rl_mlops.drop_all()
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -790,7 +816,7 @@ $$;
 -- transaction (so a failed DROP keeps them).  Anything less certain (a
 -- multi-statement string, DROP SCHEMA ... CASCADE) is left alone: run
 -- rl_mlops.drop_all() first in that case.
-CREATE FUNCTION rl_mlops._on_drop_extension()
+CREATE OR REPLACE FUNCTION rl_mlops._on_drop_extension()
 RETURNS event_trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -802,6 +828,7 @@ BEGIN
 END
 $$;
 
+DROP EVENT TRIGGER IF EXISTS rl_mlops_drop_extension;
 CREATE EVENT TRIGGER rl_mlops_drop_extension ON ddl_command_start
     WHEN TAG IN ('DROP EXTENSION')
     EXECUTE FUNCTION rl_mlops._on_drop_extension();
@@ -810,7 +837,7 @@ CREATE EVENT TRIGGER rl_mlops_drop_extension ON ddl_command_start
 -- Status and metadata in the seed's JSON shapes (DESIGN section 6)
 --------------------------------------------------------------------------
 
-CREATE FUNCTION rl_mlops.status(agent text DEFAULT 'default')
+CREATE OR REPLACE FUNCTION rl_mlops.status(agent text DEFAULT 'default')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -821,12 +848,11 @@ DECLARE
     total integer;
     running rl_mlops.runs;
 BEGIN
-    -- a run whose worker died is marked failed the next time anyone looks
-    PERFORM rl_mlops._reap_dead_runs(a.name);
     SELECT * INTO m FROM rl_mlops.models WHERE models.agent = a.name AND state = 'active';
     SELECT count(*) INTO total FROM rl_mlops.models WHERE models.agent = a.name;
     SELECT * INTO running FROM rl_mlops.runs r
      WHERE r.agent = a.name AND rl_mlops._run_unfinished(r.state)
+       AND rl_mlops._worker_alive(r.worker_pid, r.worker_started_at)
      ORDER BY r.id DESC LIMIT 1;
     RETURN jsonb_build_object(
         'success', true,
@@ -849,15 +875,18 @@ BEGIN
                 'next_retrain_time', a.last_retrain_time + make_interval(days => a.interval_days),
                 'interval_days', a.interval_days,
                 'cron_job', (SELECT CASE WHEN j.jobid IS NOT NULL THEN jsonb_build_object(
-                                 'jobid', j.jobid, 'schedule', j.schedule, 'active', j.active) END
-                               FROM rl_mlops._cron_job(a.name) j),
+                                 'jobid', j.jobid, 'schedule', j.schedule, 'active', j.active,
+                                 'role', j.username, 'last_run_status', j.last_run_status,
+                                 'last_run_message', j.last_run_message,
+                                 'last_run_at', j.last_run_at) END
+                               FROM rl_mlops._cron_job_if_granted(a.name) j),
                 'run', CASE WHEN running.id IS NOT NULL THEN jsonb_build_object(
                            'id', running.id, 'state', running.state, 'epoch', running.epoch,
                            'epochs', running.epochs, 'loss', running.loss) END)));
 END
 $$;
 
-CREATE FUNCTION rl_mlops.metadata(agent text DEFAULT 'default')
+CREATE OR REPLACE FUNCTION rl_mlops.metadata(agent text DEFAULT 'default')
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -893,7 +922,7 @@ $$;
 -- Views for psql
 --------------------------------------------------------------------------
 
-CREATE VIEW rl_mlops.models_overview AS
+CREATE OR REPLACE VIEW rl_mlops.models_overview AS
 SELECT agent, version, state, pinned, origin, parent_version,
        training_epochs, round(training_loss::numeric, 6) AS training_loss,
        pg_catalog.pg_size_pretty(size_bytes) AS size,
@@ -904,12 +933,12 @@ SELECT agent, version, state, pinned, origin, parent_version,
   FROM rl_mlops.models
  ORDER BY agent, created_at DESC, version DESC;
 
-CREATE VIEW rl_mlops.deployment_history AS
+CREATE OR REPLACE VIEW rl_mlops.deployment_history AS
 SELECT id, agent, deployed_at, action, version, previous_version, deployed_by, reason
   FROM rl_mlops.deployments
  ORDER BY agent, id DESC;
 
-CREATE VIEW rl_mlops.current_models AS
+CREATE OR REPLACE VIEW rl_mlops.current_models AS
 SELECT a.name AS agent, m.version, m.deployed_at, now() - m.deployed_at AS active_for,
        m.training_epochs, m.training_loss, m.checkpoint, m.sha256,
        (SELECT count(*) FROM rl_mlops.models x WHERE x.agent = a.name) AS total_models
@@ -933,6 +962,8 @@ REVOKE ALL ON FUNCTION
     rl_mlops._model(text, text),
     rl_mlops._new_version(text),
     rl_mlops._check_source_column(regclass, name, text, regtype[]),
+    rl_mlops._check_agent_source(regclass, regrole, name, name, name, name, integer),
+    rl_mlops._insert_agent(text, regclass, name, name, name, name, integer, integer, integer),
     rl_mlops._activate(rl_mlops.agents, rl_mlops.models, text, text),
     rl_mlops.create_agent(text, regclass, name, name, name, name, integer, integer, integer),
     rl_mlops.configure(text, integer, integer, interval, double precision, integer,

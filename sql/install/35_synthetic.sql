@@ -6,7 +6,7 @@
 -- r_t = phi * r_{t-1} + sigma * e_t, e_t standard normal (Box-Muller on a
 -- seeded random()).  phi > 0 is momentum an agent can learn.  The same
 -- seed gives the same bars.
-CREATE FUNCTION rl_mlops.synthetic_bars(
+CREATE OR REPLACE FUNCTION rl_mlops.synthetic_bars(
     symbols integer DEFAULT 3,
     bars integer DEFAULT 10000,
     phi double precision DEFAULT 0.25,

@@ -12,19 +12,19 @@
 -- The greedy action for an observation: 0 = short, 1 = flat, 2 = long.
 -- obs is window scaled returns, the current position (-1, 0, 1), then the
 -- agent's features, exactly as in training.
-CREATE FUNCTION rl_mlops.act(obs real[], agent text DEFAULT 'default')
+CREATE OR REPLACE FUNCTION rl_mlops.act(obs real[], agent text DEFAULT 'default')
 RETURNS integer
 AS 'MODULE_PATHNAME', 'rl_act'
 LANGUAGE C STABLE STRICT PARALLEL SAFE;
 
 -- The policy's probabilities of the three actions (they sum to 1).
-CREATE FUNCTION rl_mlops.policy(obs real[], agent text DEFAULT 'default')
+CREATE OR REPLACE FUNCTION rl_mlops.policy(obs real[], agent text DEFAULT 'default')
 RETURNS real[]
 AS 'MODULE_PATHNAME', 'rl_policy'
 LANGUAGE C STABLE STRICT PARALLEL SAFE;
 
 -- The critic's value of an observation.
-CREATE FUNCTION rl_mlops.value(obs real[], agent text DEFAULT 'default')
+CREATE OR REPLACE FUNCTION rl_mlops.value(obs real[], agent text DEFAULT 'default')
 RETURNS real
 AS 'MODULE_PATHNAME', 'rl_value'
 LANGUAGE C STABLE STRICT PARALLEL SAFE;
@@ -36,7 +36,7 @@ LANGUAGE C STABLE STRICT PARALLEL SAFE;
 -- starting flat (as training episodes and backtests start).  The result's
 -- "position" is the one to hold from this bar on (action - 1).
 -- PARALLEL RESTRICTED: the source may be a temporary table.
-CREATE FUNCTION rl_mlops.decide(
+CREATE OR REPLACE FUNCTION rl_mlops.decide(
     agent text,
     symbol text,
     at timestamptz DEFAULT now(),
@@ -55,7 +55,7 @@ LANGUAGE C STABLE PARALLEL RESTRICTED;
 -- the bar's time and price, the position held until the next bar, the
 -- reward (net log return / sigma) earned over it and the equity after it
 -- (starting at 1).  version NULL = the active model.
-CREATE FUNCTION rl_mlops.backtest(
+CREATE OR REPLACE FUNCTION rl_mlops.backtest(
     agent text,
     symbol text,
     "from" timestamptz,
@@ -72,7 +72,7 @@ LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 1000;
 
 -- The same backtest's metrics in one row.  Sharpe is annualised with
 -- periods_per_year = 365.25 days / the median spacing of the bars used.
-CREATE FUNCTION rl_mlops.backtest_summary(
+CREATE OR REPLACE FUNCTION rl_mlops.backtest_summary(
     agent text,
     symbol text,
     "from" timestamptz,
@@ -93,7 +93,7 @@ LANGUAGE C STABLE PARALLEL RESTRICTED;
 -- What this backend has cached: the version it serves per agent, whether
 -- the entry is up to date, how often it read the registry and how often
 -- it parsed a checkpoint.
-CREATE FUNCTION rl_mlops.serving_cache(
+CREATE OR REPLACE FUNCTION rl_mlops.serving_cache(
     OUT agent text,
     OUT version text,
     OUT up_to_date boolean,

@@ -11,7 +11,7 @@
 --------------------------------------------------------------------------
 
 -- The pg_cron job name of an agent (job names are of type name: 63 bytes).
-CREATE FUNCTION rl_mlops._cron_job_name(p_agent text)
+CREATE OR REPLACE FUNCTION rl_mlops._cron_job_name(p_agent text)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -22,7 +22,7 @@ AS $$
 $$;
 
 -- Refuse, with the steps to fix it, when pg_cron is not usable here.
-CREATE FUNCTION rl_mlops._require_pg_cron()
+CREATE OR REPLACE FUNCTION rl_mlops._require_pg_cron()
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -40,9 +40,14 @@ BEGIN
 END
 $$;
 
--- The agent's pg_cron job, if pg_cron is installed and the job visible.
-CREATE FUNCTION rl_mlops._cron_job(p_agent text, OUT jobid bigint, OUT schedule text,
-                                   OUT active boolean, OUT username text)
+-- The agent's pg_cron job and how its last run went (pg_cron's
+-- cron.job_run_details), if pg_cron is installed and the job exists.
+-- SECURITY DEFINER to see every role's jobs; not granted to PUBLIC (it
+-- tells which agents are scheduled): GRANT it to readers of
+-- scheduler_status (see the README).
+CREATE OR REPLACE FUNCTION rl_mlops.cron_job(
+    agent text, OUT jobid bigint, OUT schedule text, OUT active boolean, OUT username text,
+    OUT last_run_status text, OUT last_run_message text, OUT last_run_at timestamptz)
 RETURNS record
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -51,14 +56,57 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
         EXECUTE 'SELECT jobid, schedule, active, username::text FROM cron.job WHERE jobname = $1'
            INTO jobid, schedule, active, username
-          USING rl_mlops._cron_job_name(p_agent);
+          USING rl_mlops._cron_job_name(cron_job.agent);
+        IF jobid IS NOT NULL THEN
+            EXECUTE 'SELECT status, return_message, start_time FROM cron.job_run_details'
+                    ' WHERE jobid = $1 ORDER BY runid DESC LIMIT 1'
+               INTO last_run_status, last_run_message, last_run_at
+              USING jobid;
+        END IF;
     END IF;
 END
 $$;
 
+-- cron_job() for the views and status(), which PUBLIC may call: empty
+-- for a role that may not execute cron_job().
+CREATE OR REPLACE FUNCTION rl_mlops._cron_job_if_granted(
+    p_agent text, OUT jobid bigint, OUT schedule text, OUT active boolean, OUT username text,
+    OUT last_run_status text, OUT last_run_message text, OUT last_run_at timestamptz)
+RETURNS record
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pg_catalog.has_function_privilege('rl_mlops.cron_job(text)', 'EXECUTE') THEN
+        SELECT * INTO jobid, schedule, active, username, last_run_status, last_run_message, last_run_at
+          FROM rl_mlops.cron_job(p_agent);
+    END IF;
+END
+$$;
+
+-- Remove the agent's pg_cron job, whichever role owns it (the caller is
+-- the owner: drop_agent, unschedule_retraining).  True if there was one.
+CREATE OR REPLACE FUNCTION rl_mlops._unschedule_cron_job(p_agent text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    job bigint := (rl_mlops.cron_job(p_agent)).jobid;
+    removed boolean := false;
+BEGIN
+    IF job IS NOT NULL THEN
+        -- pg_cron lets only the job's role or a superuser unschedule it
+        EXECUTE 'SELECT cron.unschedule($1::bigint)' INTO removed USING job;
+    END IF;
+    RETURN removed;
+END
+$$;
+
 -- Is a retrain due?  {"due", "reason", "next_retrain_time", "run_id"}.
--- The decision of retrain_if_due, readable on its own.
-CREATE FUNCTION rl_mlops.retrain_due(agent text DEFAULT 'default')
+-- The decision of retrain_if_due, readable on its own (not by PUBLIC:
+-- it tells which agents exist and when they train).
+CREATE OR REPLACE FUNCTION rl_mlops.retrain_due(agent text DEFAULT 'default')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -91,31 +139,20 @@ BEGIN
 END
 $$;
 
--- What the pg_cron job calls: start a run (trigger 'schedule') when due,
+-- What the pg_cron job calls: start a run when retrain_due() says so,
 -- otherwise do nothing and say why.  Runs as the job's role, so the run
--- reads the data with that role's privileges.
-CREATE FUNCTION rl_mlops.retrain_if_due(agent text DEFAULT 'default')
+-- reads the data with that role's privileges.  The only way to start a
+-- run recorded with trigger 'schedule': C, so that no argument can claim
+-- it.
+CREATE OR REPLACE FUNCTION rl_mlops.retrain_if_due(agent text DEFAULT 'default')
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    decision jsonb := rl_mlops.retrain_due(retrain_if_due.agent);
-    run_id bigint;
-BEGIN
-    IF NOT (decision ->> 'due')::boolean THEN
-        RAISE LOG 'rl_mlops: retrain of agent % not started: %', retrain_if_due.agent, decision ->> 'reason';
-        RETURN decision || jsonb_build_object('started', false);
-    END IF;
-    run_id := rl_mlops.retrain(retrain_if_due.agent, async => true, trigger => 'schedule');
-    RAISE LOG 'rl_mlops: Starting automated retraining of agent % (run %)', retrain_if_due.agent, run_id;
-    RETURN decision || jsonb_build_object('started', true, 'run_id', run_id);
-END
-$$;
+AS 'MODULE_PATHNAME', 'rl_retrain_if_due'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
 
 -- Create or update the agent's pg_cron job and enable the scheduler.  The
 -- job belongs to (and runs as) the role calling this.
-CREATE FUNCTION rl_mlops.schedule_retraining(
+CREATE OR REPLACE FUNCTION rl_mlops.schedule_retraining(
     agent text DEFAULT 'default',
     interval_days integer DEFAULT 7,
     check_schedule text DEFAULT '0 * * * *')
@@ -128,8 +165,17 @@ DECLARE
     other text;
 BEGIN
     PERFORM rl_mlops._require_pg_cron();
+    -- pg_cron connects as the job's role to run it: a NOLOGIN role's job
+    -- would fail at every tick
+    IF NOT (SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+        RAISE EXCEPTION 'role "%" cannot log in, so pg_cron cannot run its jobs', current_user
+            USING ERRCODE = 'invalid_authorization_specification',
+                  DETAIL = 'pg_cron runs a job by connecting as the role that scheduled it.',
+                  HINT = format('Call schedule_retraining() as a LOGIN role that is a member of %I '
+                                '(RESET ROLE first), or ALTER ROLE %I LOGIN.', current_user, current_user);
+    END IF;
     -- one job per agent: pg_cron names jobs per role, so check other roles
-    SELECT j.username INTO other FROM rl_mlops._cron_job(schedule_retraining.agent) j;
+    SELECT j.username INTO other FROM rl_mlops.cron_job(schedule_retraining.agent) j;
     IF other IS NOT NULL AND other <> current_user THEN
         RAISE EXCEPTION 'retraining of agent "%" is already scheduled by role "%"',
                         schedule_retraining.agent, other
@@ -151,7 +197,7 @@ END
 $$;
 
 -- Remove the agent's pg_cron job and disable its scheduler.
-CREATE FUNCTION rl_mlops.unschedule_retraining(agent text DEFAULT 'default')
+CREATE OR REPLACE FUNCTION rl_mlops.unschedule_retraining(agent text DEFAULT 'default')
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -162,7 +208,7 @@ DECLARE
 BEGIN
     PERFORM rl_mlops._require_pg_cron();
     PERFORM rl_mlops.configure(unschedule_retraining.agent, scheduler_enabled => false);
-    SELECT j.jobid INTO job FROM rl_mlops._cron_job(unschedule_retraining.agent) j;
+    SELECT j.jobid INTO job FROM rl_mlops.cron_job(unschedule_retraining.agent) j;
     IF job IS NOT NULL THEN
         -- pg_cron itself refuses a job of another role unless superuser
         EXECUTE 'SELECT cron.unschedule($1::bigint)' INTO removed USING job;
@@ -172,7 +218,9 @@ END
 $$;
 
 -- The scheduler of every agent, one row each (status()'s "scheduler").
-CREATE VIEW rl_mlops.scheduler_status AS
+-- The cron_* columns need EXECUTE on rl_mlops.cron_job(text); without it
+-- they are NULL.
+CREATE OR REPLACE VIEW rl_mlops.scheduler_status AS
 SELECT a.name AS agent,
        a.scheduler_enabled AS enabled,
        a.interval_days,
@@ -181,17 +229,22 @@ SELECT a.name AS agent,
        r.id IS NOT NULL AS is_training,
        r.id AS run_id, r.state AS run_state, r.epoch, r.epochs,
        j.jobid AS cron_jobid, j.schedule AS cron_schedule, j.active AS cron_active,
-       j.username AS cron_role
+       j.username AS cron_role,
+       j.last_run_status AS cron_last_status, j.last_run_message AS cron_last_message,
+       j.last_run_at AS cron_last_run_at
   FROM rl_mlops.agents a
   LEFT JOIN LATERAL (SELECT * FROM rl_mlops.runs x
                       WHERE x.agent = a.name
                         AND rl_mlops._run_unfinished(x.state)
-                        AND rl_mlops._run_lock_held(a.name)
+                        AND rl_mlops._worker_alive(x.worker_pid, x.worker_started_at)
                       ORDER BY x.id DESC LIMIT 1) r ON true
-  LEFT JOIN LATERAL rl_mlops._cron_job(a.name) j ON true
+  LEFT JOIN LATERAL rl_mlops._cron_job_if_granted(a.name) j ON true
  ORDER BY a.name;
 
 REVOKE ALL ON FUNCTION
+    rl_mlops.cron_job(text),
+    rl_mlops._unschedule_cron_job(text),
+    rl_mlops.retrain_due(text),
     rl_mlops.retrain_if_due(text),
     rl_mlops.schedule_retraining(text, integer, text),
     rl_mlops.unschedule_retraining(text)

@@ -17,12 +17,18 @@
 --------------------------------------------------------------------------
 
 -- One problem found by check_integrity().
-CREATE TYPE rl_mlops.integrity_problem AS (
-    agent text,     -- NULL for an orphan large object (no agent owns it)
-    kind text,      -- what is wrong, see check_integrity()
-    object text,    -- the version, run or large object concerned
-    detail text     -- a full sentence
-);
+DO $$
+BEGIN
+    IF pg_catalog.to_regtype('rl_mlops.integrity_problem') IS NULL THEN
+        CREATE TYPE rl_mlops.integrity_problem AS (
+            agent text,     -- NULL for an orphan large object (no agent owns it)
+            kind text,      -- what is wrong, see check_integrity()
+            object text,    -- the version, run or large object concerned
+            detail text     -- a full sentence
+        );
+    END IF;
+END
+$$;
 
 -- Every violation of the registry's invariants, for one agent or all.
 -- Kinds:
@@ -38,16 +44,18 @@ CREATE TYPE rl_mlops.integrity_problem AS (
 --                         architecture or the forward-pass check
 --   checkpoint_owner      a version's large object is not owned by the
 --                         extension owner (another role could change it)
---   run_without_worker    a run is unfinished but no worker of its agent is
---                         alive (status() or the next retrain marks it failed)
+--   run_without_worker    a run is unfinished but its worker process is gone
+--                         (retrain() or the next run marks it failed)
 --   several_runs          more than one unfinished run of one agent
+--   orphan_cron_job       (all agents only) a pg_cron job of rl_mlops whose
+--                         agent no longer exists
 --   orphan_checkpoint     (all agents only) a large object of the extension
 --                         owner that holds an rl_mlops checkpoint but that no
 --                         version references
 -- Each check is one statement (one snapshot), and a problem that a
 -- concurrent change could explain is confirmed with a fresh snapshot, so a
 -- deploy or cleanup running meanwhile is not reported as a problem.
-CREATE FUNCTION rl_mlops.check_integrity(agent text DEFAULT NULL)
+CREATE OR REPLACE FUNCTION rl_mlops.check_integrity(agent text DEFAULT NULL)
 RETURNS SETOF rl_mlops.integrity_problem
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -59,7 +67,6 @@ DECLARE
     v jsonb;
     failed text;
     unfinished bigint[];
-    dead text[] := '{}';
 BEGIN
     IF check_integrity.agent IS NOT NULL THEN
         PERFORM rl_mlops._agent(check_integrity.agent);
@@ -158,41 +165,57 @@ BEGIN
     END LOOP;
 
     -- Unfinished runs whose worker is gone.  The candidates are read first,
-    -- then the workers' locks, then the candidates again: a run that ended
+    -- then their workers, then the candidates again: a run that ended
     -- meanwhile is final by then, and a run started meanwhile is not a
-    -- candidate.  The primary's locks are not visible on a standby.
+    -- candidate.  The primary's workers are not visible on a standby.
     IF NOT pg_catalog.pg_is_in_recovery() THEN
         SELECT array_agg(x.id) INTO unfinished FROM rl_mlops.runs x
          WHERE (check_integrity.agent IS NULL OR x.agent = check_integrity.agent)
-           AND rl_mlops._run_unfinished(x.state);
+           AND rl_mlops._run_unfinished(x.state)
+           AND NOT rl_mlops._worker_alive(x.worker_pid, x.worker_started_at);
         IF unfinished IS NOT NULL THEN
-            SELECT coalesce(array_agg(d.agent), '{}') INTO dead
-              FROM (SELECT DISTINCT x.agent FROM rl_mlops.runs x WHERE x.id = ANY (unfinished)) d
-             WHERE NOT rl_mlops._run_lock_held(d.agent);
             FOR r IN
                 SELECT x.agent, x.id, x.state, x.worker_pid FROM rl_mlops.runs x
-                 WHERE x.id = ANY (unfinished) AND x.agent = ANY (dead)
+                 WHERE x.id = ANY (unfinished)
                    AND rl_mlops._run_unfinished(x.state)
                  ORDER BY x.id
             LOOP
                 p := (r.agent, 'run_without_worker', 'run ' || r.id,
-                      format('Run %s is %s but its worker (PID %s) is gone; status() or the next retrain() marks it failed.',
+                      format('Run %s is %s but its worker (PID %s) is gone; retrain() or the next run marks it failed.',
                              r.id, r.state, coalesce(r.worker_pid::text, 'unknown')));
                 RETURN NEXT p;
             END LOOP;
-            FOR r IN
-                SELECT x.agent, array_agg(x.id ORDER BY x.id) AS ids FROM rl_mlops.runs x
-                 WHERE (check_integrity.agent IS NULL OR x.agent = check_integrity.agent)
-                   AND rl_mlops._run_unfinished(x.state)
-                 GROUP BY x.agent HAVING count(*) > 1
-                 ORDER BY x.agent
-            LOOP
-                p := (r.agent, 'several_runs', 'runs ' || array_to_string(r.ids, ', '),
-                      format('Agent %s has %s unfinished runs; one run per agent may be in progress.',
-                             r.agent, cardinality(r.ids)));
-                RETURN NEXT p;
-            END LOOP;
         END IF;
+        FOR r IN
+            SELECT x.agent, array_agg(x.id ORDER BY x.id) AS ids FROM rl_mlops.runs x
+             WHERE (check_integrity.agent IS NULL OR x.agent = check_integrity.agent)
+               AND rl_mlops._run_unfinished(x.state)
+             GROUP BY x.agent HAVING count(*) > 1
+             ORDER BY x.agent
+        LOOP
+            p := (r.agent, 'several_runs', 'runs ' || array_to_string(r.ids, ', '),
+                  format('Agent %s has %s unfinished runs; one run per agent may be in progress.',
+                         r.agent, cardinality(r.ids)));
+            RETURN NEXT p;
+        END LOOP;
+    END IF;
+
+    -- pg_cron jobs of rl_mlops whose agent is gone: they would fail at
+    -- every tick.
+    IF check_integrity.agent IS NULL
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+        FOR r IN EXECUTE
+            'SELECT j.jobid, j.jobname, j.command FROM cron.job j
+              WHERE j.command LIKE ''SELECT rl_mlops.retrain_if_due(%''
+                AND NOT EXISTS (SELECT 1 FROM rl_mlops.agents a
+                                 WHERE rl_mlops._cron_job_name(a.name) = j.jobname)
+              ORDER BY j.jobid'
+        LOOP
+            p := (NULL, 'orphan_cron_job', 'job ' || r.jobid,
+                  format('pg_cron job %s (%s) runs "%s" for an agent that does not exist.',
+                         r.jobid, r.jobname, r.command));
+            RETURN NEXT p;
+        END LOOP;
     END IF;
 
     -- Orphans: large objects of the extension owner that no version

@@ -24,7 +24,9 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/timestamp.h"
 
+#include "source_relation.h"
 #include "trainer/dataset.h"
 #include "trainer/trainer.h"
 
@@ -41,31 +43,49 @@ typedef struct SeriesBuilder
 	float	   *features;
 } SeriesBuilder;
 
-/* The SELECT that reads the data window, built from catalog names only. */
+/*
+ * The SELECT that reads the data window, built from catalog names only,
+ * every function and operator pg_catalog's.  The window counts back from
+ * the newest finite time; rows at +infinity still arrive (they are after
+ * it) and are counted and left out by append_row.  Locks the relation and
+ * checks its columns first: a source dropped or altered since the run was
+ * asked for is a clear error.
+ */
 static char *
 build_query(const RlSourceConf *conf)
 {
 	StringInfoData q;
-	const char *rel = quote_qualified_identifier(get_namespace_name(get_rel_namespace(conf->relid)),
-												 get_rel_name(conf->relid));
+	const char *rel = rl_source_relation_lock(conf->relid, conf->agent);
 	const char *sym = quote_identifier(conf->symbol_column);
 	const char *ts = quote_identifier(conf->time_column);
 	const char *price = quote_identifier(conf->price_column);
 
+	rl_source_column_check(conf->relid, conf->agent, conf->symbol_column, RL_COLUMN_SYMBOL);
+	rl_source_column_check(conf->relid, conf->agent, conf->time_column, RL_COLUMN_TIME);
+	rl_source_column_check(conf->relid, conf->agent, conf->price_column, RL_COLUMN_PRICE);
 	initStringInfo(&q);
-	appendStringInfo(&q, "SELECT %s::text, extract(epoch FROM %s)::float8, %s::float8",
-					 sym, ts, price);
+	appendStringInfo(&q, "SELECT %s::pg_catalog.text, EXTRACT(epoch FROM %s)::pg_catalog.float8,"
+					 " %s::pg_catalog.float8", sym, ts, price);
 	if (conf->features_column)
-		appendStringInfo(&q, ", %s::float4[]", quote_identifier(conf->features_column));
+	{
+		rl_source_column_check(conf->relid, conf->agent, conf->features_column,
+							   RL_COLUMN_FEATURES);
+		appendStringInfo(&q, ", %s::pg_catalog.float4[]", quote_identifier(conf->features_column));
+	}
 	appendStringInfo(&q,
-					 " FROM %s WHERE %s > (SELECT max(%s) FROM %s) - $1::interval"
+					 " FROM %s WHERE %s OPERATOR(pg_catalog.>)"
+					 " (SELECT pg_catalog.max(%s) FROM %s WHERE pg_catalog.isfinite(%s))"
+					 " OPERATOR(pg_catalog.-) $1::pg_catalog.interval"
 					 " ORDER BY 1, 2",
-					 rel, ts, ts, rel);
+					 rel, ts, ts, rel, ts);
 	return q.data;
 }
 
-/* Append one row to the builder, refusing NULLs and bad feature arrays. */
-static void
+/*
+ * Append one row to the builder, refusing NULLs and bad feature arrays;
+ * false for a row at time +infinity, which has no place in a series.
+ */
+static bool
 append_row(SeriesBuilder *b, HeapTuple tup, TupleDesc desc, int32 n_features)
 {
 	bool		isnull;
@@ -76,6 +96,8 @@ append_row(SeriesBuilder *b, HeapTuple tup, TupleDesc desc, int32 n_features)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("source has a NULL time for symbol \"%s\"", b->symbol)));
+	if (!isfinite(DatumGetFloat8(t)))
+		return false;
 	p = SPI_getbinval(tup, desc, 3, &isnull);
 	if (isnull)
 		ereport(ERROR,
@@ -126,6 +148,7 @@ append_row(SeriesBuilder *b, HeapTuple tup, TupleDesc desc, int32 n_features)
 			pfree(arr);
 	}
 	b->n++;
+	return true;
 }
 
 /* Turn a finished builder into a series of the dataset, or drop it. */
@@ -186,6 +209,7 @@ rl_dataset_load(const RlSourceConf *conf)
 	double		spacing_sum = 0;
 	int64		spacing_n = 0;
 	int64		rows = 0;
+	double		newest = -INFINITY;	/* the window's end */
 
 	ds->symbols = palloc(cap * sizeof(char *));
 	ds->n_prices = palloc(cap * sizeof(int64));
@@ -233,8 +257,13 @@ rl_dataset_load(const RlSourceConf *conf)
 			}
 			else
 				pfree(symbol);
-			append_row(&b, tup, SPI_tuptable->tupdesc, conf->n_features);
-			rows++;
+			if (append_row(&b, tup, SPI_tuptable->tupdesc, conf->n_features))
+			{
+				newest = Max(newest, b.times[b.n - 1]);
+				rows++;
+			}
+			else
+				ds->infinite_rows++;
 		}
 		SPI_freetuptable(SPI_tuptable);
 		MemoryContextSwitchTo(cxt);
@@ -252,10 +281,11 @@ rl_dataset_load(const RlSourceConf *conf)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("not enough training data"),
-				 errdetail("The last %s of the source hold %ld rows; every symbol needs at least %d prices for training plus a holdout tail of %g of its series.",
-						   conf->data_window, (long) rows, conf->window + 2,
-						   conf->holdout_fraction),
-				 errhint("Add data, or lower window_size or holdout_fraction, or widen data_window.")));
+				 errdetail("The last %s of the source hold %ld rows, counted back from its newest row (%s); every symbol needs at least %d prices for training plus a holdout tail of %g of its series.",
+						   conf->data_window, (long) rows,
+						   rows > 0 ? timestamptz_to_str(time_t_to_timestamptz((pg_time_t) newest)) : "none",
+						   conf->window + 2, conf->holdout_fraction),
+				 errhint("Add data, or lower window_size or holdout_fraction, or widen data_window; a row dated far in the future moves the window with it.")));
 	ds->periods_per_year = spacing_n > 0 && spacing_sum > 0 ?
 		365.25 * 86400.0 / (spacing_sum / spacing_n) : 252.0;
 	return ds;

@@ -17,6 +17,7 @@
 /* Where an agent's prices are (columns already checked by create_agent). */
 typedef struct RlSourceConf
 {
+	const char *agent;			/* for messages */
 	Oid			relid;
 	char	   *symbol_column;
 	char	   *time_column;
@@ -41,6 +42,7 @@ typedef struct RlDataset
 	double		periods_per_year;	/* from the mean bar spacing */
 	int64		train_decisions;
 	int64		holdout_decisions;
+	int64		infinite_rows;	/* rows at time +infinity, left out */
 } RlDataset;
 
 extern RlDataset *rl_dataset_load(const RlSourceConf *conf);

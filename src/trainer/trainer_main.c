@@ -59,6 +59,8 @@ rl_trainer_start(void)
 		SetCurrentRoleId(args.role_id, superuser_arg(args.role_id));
 		CommitTransactionCommand();
 	}
+	/* rl_mlops.so registers the settings this library reads (guc.h) */
+	load_file("$libdir/rl_mlops", false);
 	return args;
 }
 

@@ -14,8 +14,14 @@
  *
  * Every step logs one line and updates the run row in its own committed
  * transaction, so psql sees live progress.  Registry rows and large objects
- * are written as the extension owner.  Any error ends the run "failed"
- * (or "cancelled" after SIGTERM) and leaves the active model untouched.
+ * are written as the extension owner, through calls of rl_mlops functions
+ * (each pinned to search_path pg_catalog, pg_temp) and statements whose
+ * every function and operator is schema-qualified.  The source relation is
+ * read as the requester in a transaction of its own, as a security-
+ * restricted operation whose setting changes are undone (owner.c): code in
+ * a view or a row-level security policy cannot change what the owner's
+ * statements resolve to.  Any error ends the run "failed" (or "cancelled"
+ * after SIGTERM) and leaves the active model untouched.
  *
  *-------------------------------------------------------------------------
  */
@@ -42,6 +48,7 @@
 
 #include "backtest.h"
 #include "checkpoint.h"
+#include "guc.h"
 #include "lo.h"
 #include "owner.h"
 #include "trainer/dataset.h"
@@ -51,6 +58,9 @@
 
 #define AGREEMENT_OBSERVATIONS 1024
 #define AGREEMENT_TOLERANCE 1e-5
+
+/* What libtorch itself takes in a worker, data aside (bench/train). */
+#define RL_TORCH_BASE_MEMORY (200.0 * 1024 * 1024)
 
 /* An agent's settings, as the run reads them once at the start. */
 typedef struct AgentConf
@@ -147,7 +157,7 @@ result_text(int col)
 	return v ? MemoryContextStrdup(run_cxt, v) : NULL;
 }
 
-/* Set the run's state (and optionally more columns) in its own transaction. */
+/* Set the run's state in its own transaction. */
 static void
 set_run_state(int64 run_id, const char *state)
 {
@@ -155,109 +165,72 @@ set_run_state(int64 run_id, const char *state)
 	Datum		values[2] = {Int64GetDatum(run_id), CStringGetTextDatum(state)};
 
 	xact_begin();
-	owner_sql("UPDATE rl_mlops.runs SET state = $2 WHERE id = $1", 2, types, values, NULL);
+	owner_sql("SELECT rl_mlops._run_progress($1, $2)", 2, types, values, NULL);
 	xact_commit();
 	pgstat_report_activity(STATE_RUNNING, psprintf("rl_mlops run " INT64_FORMAT ": %s",
 												   run_id, state));
 }
 
 /*
- * Take the agent's run lock and insert the run row.  Returns the run id,
- * or the id of the run already in progress with *already set, or 0 with
- * req->message set when there is nothing to run.
+ * Insert the run row (rl_mlops._begin_run, under the agent's row lock).
+ * Returns the run id, or the id of the run that answers the request with
+ * *already set, or 0 with req->message set when there is nothing to run.
  */
 static int64
 begin_run(RlRunRequest *req, bool *already)
 {
-	Oid			types[5] = {TEXTOID, TEXTOID, BOOLOID, INT4OID, TEXTOID};
-	Datum		values[5];
+	Oid			types[7] = {TEXTOID, TEXTOID, BOOLOID, NAMEOID, INT4OID, TIMESTAMPTZOID, INT8OID};
+	Datum		values[7];
 	bool		isnull;
-	int64		run_id = 0;
-	bool		locked;
-	bool		saw_other = false;	/* another worker held the lock */
-	int64		last_seen_id = 0;	/* newest run of the agent when we came */
+	int64		run_id;
 
+	*already = false;
+	xact_begin();
 	values[0] = CStringGetTextDatum(req->agent);
 	values[1] = CStringGetTextDatum(req->trigger);
 	values[2] = BoolGetDatum(req->full);
-	values[3] = Int32GetDatum(MyProcPid);
-	*already = false;
-
-	for (int attempt = 0; attempt < 100 && run_id == 0; attempt++)
+	/* the role that asked (catalog access needs the transaction) */
+	values[3] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	values[4] = Int32GetDatum(MyProcPid);
+	values[5] = TimestampTzGetDatum(MyStartTimestamp);
+	values[6] = Int64GetDatum(req->seen_run_id);
+	PG_TRY();
 	{
-		xact_begin();
-		/* the role that asked (catalog access needs the transaction) */
-		values[4] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
-		if (owner_sql("SELECT 1 FROM rl_mlops.agents WHERE name = $1", 1, types, values, NULL) == 0)
-		{
-			snprintf(req->message, sizeof(req->message),
-					 "Agent \"%s\" does not exist.", req->agent);
-			xact_commit();
-			return 0;
-		}
-		if (attempt == 0 &&
-			owner_sql("SELECT coalesce(max(id), 0) FROM rl_mlops.runs WHERE agent = $1",
-					  1, types, values, NULL) == 1)
-			last_seen_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-													   SPI_tuptable->tupdesc, 1, &isnull));
-		/* the two-key form, classid our constant: see _run_lock_held() */
-		owner_sql(psprintf("SELECT pg_catalog.pg_try_advisory_lock(%d, pg_catalog.hashtext($1))",
-						   RL_RUN_LOCK_CLASS), 1, types, values, NULL);
-		locked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		if (locked && saw_other &&
-			owner_sql(psprintf("SELECT id FROM rl_mlops.runs WHERE agent = $1 AND id > " INT64_FORMAT
-							   " ORDER BY id LIMIT 1", last_seen_id),
-					  1, types, values, NULL) == 1)
-		{
-			/*
-			 * The worker we raced with started its run and already ended it
-			 * while we waited: that run answered this request too.
-			 */
-			run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-			*already = true;
-			owner_sql(psprintf("SELECT pg_catalog.pg_advisory_unlock(%d, pg_catalog.hashtext($1))",
-							   RL_RUN_LOCK_CLASS), 1, types, values, NULL);
-		}
-		else if (locked)
-		{
-			/*
-			 * We hold the lock: any unfinished run of the agent is dead.
-			 * (Not _reap_dead_runs(), which sees our own lock and would
-			 * leave them.)
-			 */
-			if (owner_sql("UPDATE rl_mlops.runs SET state = 'failed', error = 'worker died', finished_at = now()"
-						  " WHERE agent = $1"
-						  "   AND rl_mlops._run_unfinished(state)",
-						  1, types, values, NULL) > 0)
-				ereport(LOG,
-						(errmsg("rl_mlops: marked " UINT64_FORMAT " run(s) of agent %s failed: worker died",
-								SPI_processed, req->agent)));
-			owner_sql("INSERT INTO rl_mlops.runs (agent, trigger, full_training, state, worker_pid,"
-					  "                           requested_by, started_at)"
-					  " VALUES ($1, $2, $3, 'preparing', $4, $5, now()) RETURNING id",
-					  5, types, values, NULL);
-			run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		}
-		else
-		{
-			saw_other = true;
-			if (owner_sql("SELECT id FROM rl_mlops.runs WHERE agent = $1"
-						  "   AND rl_mlops._run_unfinished(state)"
-						  " ORDER BY id DESC LIMIT 1", 1, types, values, NULL) == 1)
-			{
-				run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-				*already = true;
-			}
-		}
-		xact_commit();
-		if (run_id == 0)
-			pg_usleep(100 * 1000L);	/* the other worker has not committed its row yet */
+		owner_sql("SELECT run_id, already_running FROM rl_mlops._begin_run($1, $2, $3, $4, $5, $6, $7)",
+				  7, types, values, NULL);
 	}
-	if (run_id == 0)
-		snprintf(req->message, sizeof(req->message),
-				 "Another worker holds the run lock of agent \"%s\" but has no run in progress.",
-				 req->agent);
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(run_cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		snprintf(req->message, sizeof(req->message), "%s", edata->message);
+		return 0;
+	}
+	PG_END_TRY();
+	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*already = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	xact_commit();
 	return run_id;
+}
+
+/* Column "name" of the current SPI result's first row (never NULL). */
+static Datum
+result_column(const char *name)
+{
+	int			col = SPI_fnumber(SPI_tuptable->tupdesc, name);
+	bool		isnull;
+	Datum		d;
+
+	if (col <= 0)
+		elog(ERROR, "column \"%s\" of rl_mlops.agents does not exist", name);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
+	if (isnull)
+		elog(ERROR, "column \"%s\" of rl_mlops.agents is null", name);
+	return d;
 }
 
 /* Read the agent's settings (as the owner; the caller has SPI). */
@@ -267,43 +240,35 @@ load_agent_conf(const char *agent, AgentConf *c)
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(agent)};
 
-	if (owner_sql("SELECT source::oid, symbol_column, time_column, price_column, features_column,"
-				  "       n_features, window_size, data_window::text, holdout_fraction, hidden_size,"
-				  "       initial_epochs, incremental_epochs, episode_length, transaction_cost,"
-				  "       learning_rate, gamma, gae_lambda, clip_range, update_passes,"
-				  "       minibatch_size, value_coef, entropy_coef, max_grad_norm, seed, threads,"
-				  "       deploy_gate, gate_min_delta"
-				  "  FROM rl_mlops.agents WHERE name = $1", 1, types, values, NULL) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("agent \"%s\" does not exist", agent)));
-	c->source.relid = (Oid) strtoul(result_text(1), NULL, 10);
-	c->source.symbol_column = result_text(2);
-	c->source.time_column = result_text(3);
-	c->source.price_column = result_text(4);
-	c->source.features_column = result_text(5);
-	c->source.n_features = atoi(result_text(6));
-	c->source.window = atoi(result_text(7));
-	c->source.data_window = result_text(8);
-	c->source.holdout_fraction = strtod(result_text(9), NULL);
-	c->hidden = atoi(result_text(10));
-	c->initial_epochs = atoi(result_text(11));
-	c->incremental_epochs = atoi(result_text(12));
-	c->episode_length = atoi(result_text(13));
-	c->cost = strtod(result_text(14), NULL);
-	c->learning_rate = strtod(result_text(15), NULL);
-	c->gamma = strtod(result_text(16), NULL);
-	c->gae_lambda = strtod(result_text(17), NULL);
-	c->clip_range = strtod(result_text(18), NULL);
-	c->update_passes = atoi(result_text(19));
-	c->minibatch_size = atoi(result_text(20));
-	c->value_coef = strtod(result_text(21), NULL);
-	c->entropy_coef = strtod(result_text(22), NULL);
-	c->max_grad_norm = strtod(result_text(23), NULL);
-	c->seed = strtoll(result_text(24), NULL, 10);
-	c->threads = atoi(result_text(25));
-	c->deploy_gate = result_text(26);
-	c->gate_min_delta = strtod(result_text(27), NULL);
+	owner_sql("SELECT * FROM rl_mlops._agent($1)", 1, types, values, NULL);
+	c->source.agent = agent;
+	c->source.relid = DatumGetObjectId(result_column("source"));
+	c->source.symbol_column = result_text(SPI_fnumber(SPI_tuptable->tupdesc, "symbol_column"));
+	c->source.time_column = result_text(SPI_fnumber(SPI_tuptable->tupdesc, "time_column"));
+	c->source.price_column = result_text(SPI_fnumber(SPI_tuptable->tupdesc, "price_column"));
+	c->source.features_column = result_text(SPI_fnumber(SPI_tuptable->tupdesc, "features_column"));
+	c->source.n_features = DatumGetInt32(result_column("n_features"));
+	c->source.window = DatumGetInt32(result_column("window_size"));
+	c->source.data_window = result_text(SPI_fnumber(SPI_tuptable->tupdesc, "data_window"));
+	c->source.holdout_fraction = DatumGetFloat8(result_column("holdout_fraction"));
+	c->hidden = DatumGetInt32(result_column("hidden_size"));
+	c->initial_epochs = DatumGetInt32(result_column("initial_epochs"));
+	c->incremental_epochs = DatumGetInt32(result_column("incremental_epochs"));
+	c->episode_length = DatumGetInt32(result_column("episode_length"));
+	c->cost = DatumGetFloat8(result_column("transaction_cost"));
+	c->learning_rate = DatumGetFloat8(result_column("learning_rate"));
+	c->gamma = DatumGetFloat8(result_column("gamma"));
+	c->gae_lambda = DatumGetFloat8(result_column("gae_lambda"));
+	c->clip_range = DatumGetFloat8(result_column("clip_range"));
+	c->update_passes = DatumGetInt32(result_column("update_passes"));
+	c->minibatch_size = DatumGetInt32(result_column("minibatch_size"));
+	c->value_coef = DatumGetFloat8(result_column("value_coef"));
+	c->entropy_coef = DatumGetFloat8(result_column("entropy_coef"));
+	c->max_grad_norm = DatumGetFloat8(result_column("max_grad_norm"));
+	c->seed = DatumGetInt64(result_column("seed"));
+	c->threads = DatumGetInt32(result_column("threads"));
+	c->deploy_gate = result_text(SPI_fnumber(SPI_tuptable->tupdesc, "deploy_gate"));
+	c->gate_min_delta = DatumGetFloat8(result_column("gate_min_delta"));
 }
 
 /* The active model, parsed and checked, or NULL (as the owner). */
@@ -318,7 +283,8 @@ load_champion(const char *agent, const RlArch *arch)
 	Size		len;
 
 	if (owner_sql("SELECT version, checkpoint, sha256 FROM rl_mlops.models"
-				  " WHERE agent = $1 AND state = 'active'", 1, types, values, NULL) == 0)
+				  " WHERE agent OPERATOR(pg_catalog.=) $1"
+				  "   AND state OPERATOR(pg_catalog.=) 'active'", 1, types, values, NULL) == 0)
 		return NULL;
 	champ = palloc0(sizeof(Champion));
 	champ->version = result_text(1);
@@ -348,7 +314,7 @@ on_epoch(void *arg, const RlEpochResult *r)
 	values[2] = Float8GetDatum(r->loss);
 	values[3] = Float8GetDatum(r->samples_per_second);
 	xact_begin();
-	owner_sql("UPDATE rl_mlops.runs SET epoch = $2, loss = $3, samples_per_second = $4 WHERE id = $1",
+	owner_sql("SELECT rl_mlops._run_progress($1, 'training', $2, $3, $4)",
 			  4, types, values, NULL);
 	xact_commit();
 }
@@ -464,9 +430,9 @@ static void
 finish_run(const RunState *rs, const char *state, const char *error,
 		   const char *version)
 {
-	Oid			types[5] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', 'n', 'n', ' '};
+	Oid			types[4] = {INT8OID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', 'n', 'n'};
 
 	values[0] = Int64GetDatum(rs->run_id);
 	values[1] = CStringGetTextDatum(state);
@@ -480,15 +446,53 @@ finish_run(const RunState *rs, const char *state, const char *error,
 		values[3] = CStringGetTextDatum(version);
 		nulls[3] = ' ';
 	}
-	values[4] = CStringGetTextDatum(rs->agent);
-	/* a run that fails after registering its model keeps pointing at it */
-	owner_sql("UPDATE rl_mlops.runs SET state = $2, error = $3,"
-			  "       produced_version = coalesce($4, produced_version),"
-			  "       finished_at = now() WHERE id = $1", 5, types, values, nulls);
-	/* a finished attempt counts as a retrain for the schedule (the seed's rule) */
-	if (strcmp(state, "succeeded") == 0 || strcmp(state, "rejected") == 0)
-		owner_sql("UPDATE rl_mlops.agents SET last_retrain_time = now() WHERE name = $5",
-				  5, types, values, nulls);
+	owner_sql("SELECT rl_mlops._finish_run($1, $2, $3, $4)", 4, types, values, nulls);
+}
+
+/*
+ * Bytes a run will hold at its peak, estimated from the data read and the
+ * network: the series, one stored observation per training decision (the
+ * rollout keeps them for the PPO update, which may copy them once more),
+ * per-decision and per-episode buffers, and the parameters with their
+ * gradients, Adam moments and two serialised copies, on top of what
+ * libtorch itself takes.
+ */
+static double
+estimated_memory(const RunState *rs)
+{
+	const RlArch *a = &rs->arch;
+	double		params = (double) a->hidden * (a->obs_dim + 1) +
+		(double) a->hidden * (a->hidden + 1) +
+		(double) RL_N_ACTIONS * (a->hidden + 1) + (a->hidden + 1);
+	double		rows = 0;
+	double		decisions = (double) rs->data->train_decisions;
+	double		episodes = decisions / Max(rs->conf.episode_length, 1) + rs->data->n_series;
+
+	for (int i = 0; i < rs->data->n_series; i++)
+		rows += rs->data->n_prices[i];
+	return RL_TORCH_BASE_MEMORY +
+		rows * (2.0 * (sizeof(double) * 3 + sizeof(float) * a->n_features)) +
+		decisions * (2.0 * sizeof(float) * a->obs_dim + 7 * sizeof(float)) +
+		episodes * sizeof(float) * (a->obs_dim + RL_N_ACTIONS + 1) +
+		params * sizeof(float) * 6;
+}
+
+/* Refuse, before training, a run that would need more than the setting. */
+static void
+check_memory(const RunState *rs)
+{
+	double		need = estimated_memory(rs);
+	Size		limit = rl_max_training_memory_bytes();
+
+	if (need > (double) limit)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("training run of agent \"%s\" would need about %.0f MB, more than rl_mlops.max_training_memory (%zu MB)",
+						rs->agent, need / (1024.0 * 1024.0), limit / (1024 * 1024)),
+				 errdetail("%d symbols, " INT64_FORMAT " training decisions of %d inputs each, hidden size %d.",
+						   rs->data->n_series, rs->data->train_decisions,
+						   rs->arch.obs_dim, rs->arch.hidden),
+				 errhint("Shorten data_window, or raise rl_mlops.max_training_memory if the machine has the memory.")));
 }
 
 /*
@@ -504,9 +508,10 @@ prepare_and_train(RunState *rs, const RlRunRequest *req, double *loss,
 	RlTorchNet *net;
 	RlEpochResult last;
 	char		err[RL_TORCH_ERRLEN];
-	Oid			types[6] = {INT8OID, INT4OID, INT4OID, TEXTOID, FLOAT8OID, FLOAT8OID};
+	Oid			types[6] = {INT8OID, INT4OID, INT4OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		values[6];
 	char		nulls[6] = {' ', ' ', ' ', 'n', ' ', ' '};
+	RlRequesterPart requester;
 
 	ereport(LOG, (errmsg("rl_mlops: Step 1: Preparing training data... (agent \"%s\", run " INT64_FORMAT ")",
 						 rs->agent, rs->run_id)));
@@ -521,7 +526,20 @@ prepare_and_train(RunState *rs, const RlRunRequest *req, double *loss,
 	rs->warm_start = rs->champion != NULL && !req->full;
 	rs->epochs = req->epochs > 0 ? req->epochs :
 		rs->warm_start ? c->incremental_epochs : c->initial_epochs;
-	rs->data = rl_dataset_load(&c->source);	/* as the role that asked */
+	xact_commit();
+
+	/* The requester's part, in its own transaction: see the file header. */
+	xact_begin();
+	requester = rl_begin_as_requester(GetUserId());
+	rs->data = rl_dataset_load(&c->source);
+	rl_end_as_requester(requester);
+	xact_commit();
+	if (rs->data->infinite_rows > 0)
+		ereport(LOG,
+				(errmsg("rl_mlops: run " INT64_FORMAT " left out " INT64_FORMAT " row(s) of the source at time infinity",
+						rs->run_id, rs->data->infinite_rows)));
+	check_memory(rs);
+
 	if (rs->warm_start)
 		rs->sigma = rs->champion->ckpt->sigma;	/* the parent's scale */
 	else if (rl_env_sigma(rs->data->train, rs->data->n_series, &rs->sigma, err) != RL_ENV_OK)
@@ -538,11 +556,10 @@ prepare_and_train(RunState *rs, const RlRunRequest *req, double *loss,
 		values[3] = CStringGetTextDatum(rs->champion->version);
 		nulls[3] = ' ';
 	}
-	values[4] = Float8GetDatum(rs->data->first_epoch);
-	values[5] = Float8GetDatum(rs->data->last_epoch);
-	owner_sql("UPDATE rl_mlops.runs SET state = 'training', epochs = $2, samples = $3,"
-			  "       parent_version = $4, data_from = to_timestamp($5), data_to = to_timestamp($6)"
-			  " WHERE id = $1", 6, types, values, nulls);
+	values[4] = DirectFunctionCall1(float8_timestamptz, Float8GetDatum(rs->data->first_epoch));
+	values[5] = DirectFunctionCall1(float8_timestamptz, Float8GetDatum(rs->data->last_epoch));
+	xact_begin();
+	owner_sql("SELECT rl_mlops._run_data($1, $2, $3, $4, $5, $6)", 6, types, values, nulls);
 	xact_commit();
 	ereport(LOG,
 			(errmsg("rl_mlops: Training data prepared: %d symbols, " INT64_FORMAT " training and " INT64_FORMAT " holdout decisions, sigma %.6g",
@@ -588,6 +605,26 @@ prepare_and_train(RunState *rs, const RlRunRequest *req, double *loss,
 }
 
 /*
+ * Record one more check of a version (rl_mlops._record_check); true if the
+ * version is still 'validated' after it.
+ */
+static bool
+record_check(const char *agent, const char *version, const char *check,
+			 bool ok, const char *message)
+{
+	Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, BOOLOID, TEXTOID};
+	Datum		values[5];
+
+	values[0] = CStringGetTextDatum(agent);
+	values[1] = CStringGetTextDatum(version);
+	values[2] = CStringGetTextDatum(check);
+	values[3] = BoolGetDatum(ok);
+	values[4] = CStringGetTextDatum(message);
+	owner_sql("SELECT rl_mlops._record_check($1, $2, $3, $4, $5)", 5, types, values, NULL);
+	return strcmp(result_text(1), "validated") == 0;
+}
+
+/*
  * Step 3: register the candidate (as a new version) and validate it.
  * Returns its version; *valid says whether every check passed.
  */
@@ -597,7 +634,7 @@ register_and_validate(RunState *rs, RlTorchNet *net, double loss,
 					  RlBacktestSummary *champ, bool *valid)
 {
 	Oid			types[10] = {TEXTOID, TEXTOID, BYTEAOID, INT8OID, TEXTOID,
-	INT4OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, JSONBOID};
+	INT4OID, FLOAT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, JSONBOID};
 	Datum		values[10];
 	char		nulls[10] = {' ', ' ', ' ', ' ', 'n', ' ', ' ', ' ', ' ', ' '};
 	char	   *version;
@@ -662,28 +699,17 @@ register_and_validate(RunState *rs, RlTorchNet *net, double loss,
 	}
 	values[5] = Int32GetDatum(rs->epochs);
 	values[6] = Float8GetDatum(loss);
-	values[7] = Float8GetDatum(rs->data->first_epoch);
-	values[8] = Float8GetDatum(rs->data->last_epoch);
+	values[7] = DirectFunctionCall1(float8_timestamptz, Float8GetDatum(rs->data->first_epoch));
+	values[8] = DirectFunctionCall1(float8_timestamptz, Float8GetDatum(rs->data->last_epoch));
 	values[9] = DirectFunctionCall1(jsonb_in, CStringGetDatum(js.data));
-	owner_sql("SELECT rl_mlops._register_trained($1, $2, $3, $4, $5, $6, $7,"
-			  "       to_timestamp($8), to_timestamp($9), $10)",
+	owner_sql("SELECT rl_mlops._register_trained($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
 			  10, types, values, nulls);
 	owner_sql("SELECT rl_mlops.validate_model($1, $2)", 2, types, values, NULL);
 
 	/* libtorch and the C forward pass must agree: one more recorded check. */
-	values[2] = BoolGetDatum(agree);
-	values[3] = CStringGetTextDatum(psprintf("max |libtorch - C| over holdout observations %.3g (tolerance %g)",
-											 diff, AGREEMENT_TOLERANCE));
-	types[2] = BOOLOID;
-	types[3] = TEXTOID;
-	owner_sql("UPDATE rl_mlops.models"
-			  "   SET validation = jsonb_set(jsonb_set(validation, '{checks,libtorch_agreement}',"
-			  "                      jsonb_build_object('ok', $3, 'message', $4)),"
-			  "                    '{ok}', to_jsonb((validation ->> 'ok')::boolean AND $3)),"
-			  "       state = CASE WHEN (validation ->> 'ok')::boolean AND $3 THEN state ELSE 'rejected' END"
-			  " WHERE agent = $1 AND version = $2 RETURNING state",
-			  4, types, values, NULL);
-	*valid = strcmp(result_text(1), "validated") == 0;
+	*valid = record_check(rs->agent, version, "libtorch_agreement", agree,
+						  psprintf("max |libtorch - C| over holdout observations %.3g (tolerance %g)",
+								   diff, AGREEMENT_TOLERANCE));
 	xact_commit();
 
 	if (*valid)
@@ -725,20 +751,9 @@ run_pipeline(RunState *rs, const RlRunRequest *req)
 	}
 	if (!gate_passes(rs, &cand, rs->champion ? &champ : NULL, &why))
 	{
-		Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
-		Datum		values[3];
-
-		values[0] = CStringGetTextDatum(rs->agent);
-		values[1] = CStringGetTextDatum(version);
-		values[2] = CStringGetTextDatum(why);
 		xact_begin();
 		/* the gate is the last check: record it, so retention removes it */
-		owner_sql("UPDATE rl_mlops.models"
-				  "   SET state = 'rejected',"
-				  "       validation = jsonb_set(jsonb_set(validation, '{checks,deploy_gate}',"
-				  "                      jsonb_build_object('ok', false, 'message', $3)),"
-				  "                    '{ok}', 'false')"
-				  " WHERE agent = $1 AND version = $2", 3, types, values, NULL);
+		(void) record_check(rs->agent, version, "deploy_gate", false, why);
 		finish_run(rs, "rejected", why, version);
 		xact_commit();
 		ereport(LOG, (errmsg("rl_mlops: Model %s not deployed: %s", version, why)));
@@ -812,7 +827,8 @@ rl_trainer_run_main(Datum main_arg)
 
 	/*
 	 * Registry statements run as the extension owner: never resolve their
-	 * names through the requester's search_path (ALTER ROLE ... SET).
+	 * names through the requester's search_path (ALTER ROLE ... SET).  They
+	 * are schema-qualified as well; this is the second line of defence.
 	 */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
 	run_cxt = AllocSetContextCreate(TopMemoryContext, "rl_mlops run",

@@ -237,6 +237,15 @@ test_returns_sigma(void)
 	bad[2] = -5.0;
 	rc = rl_env_returns(bad, 4, r, err);
 	ok(rc == RL_ENV_BAD_PRICE, "negative price refused");
+	{
+		/* positive and finite, but 100 / 1e-310 overflows to infinity */
+		double		denormal[4] = {100.0, 1e-310, 100.0, 101.0};
+
+		rc = rl_env_returns(denormal, 4, r, err);
+		ok(rc == RL_ENV_BAD_PRICE && strstr(err, "index 2") != NULL &&
+		   strstr(err, "not finite") != NULL,
+		   "a denormal price whose log return overflows is refused, naming index 2 (%s)", err);
+	}
 	ok(rl_env_returns(prices, 0, r, err) == RL_ENV_TOO_SHORT,
 	   "zero prices refused");
 	ok(rl_env_returns(NULL, 3, r, err) == RL_ENV_BAD_ARG &&

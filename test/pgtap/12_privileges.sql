@@ -5,7 +5,7 @@
 \set ON_ERROR_STOP 1
 BEGIN;
 SET LOCAL client_min_messages = error;
-SELECT plan(67);
+SELECT plan(68);
 
 CREATE EXTENSION rl_mlops;
 \ir helpers/checkpoint.sql
@@ -36,7 +36,7 @@ CREATE ROLE rl_test_nobody;
 -- be able to run them; each is harmless on its own (30_training.sql,
 -- 50_scheduler.sql).
 CREATE TEMP TABLE rl_test_read_path AS
-SELECT ARRAY['_agent', '_run_lock_held', '_run_unfinished', '_reap_dead_runs', '_cron_job', '_cron_job_name', '_require_pg_cron']::name[] AS read_path;
+SELECT ARRAY['_agent', '_run_unfinished', '_worker_alive', '_cron_job_if_granted', '_cron_job_name', '_require_pg_cron']::name[] AS read_path;
 GRANT SELECT ON rl_test_read_path TO PUBLIC;
 CREATE TABLE rl_test.private_bars (symbol text, ts timestamptz, price float8);
 REVOKE ALL ON rl_test.private_bars FROM PUBLIC;
@@ -100,7 +100,7 @@ SELECT is((SELECT array_agg(p.oid::regprocedure::text ORDER BY 1) FROM pg_proc p
             WHERE p.pronamespace = 'rl_mlops'::regnamespace
               AND has_function_privilege('public', p.oid, 'EXECUTE')
               AND p.proname NOT IN ('status', 'metadata', 'act', 'policy', 'value', 'decide', 'backtest',
-                                    'retrain_due', 'synthetic_bars')
+                                    'synthetic_bars')
               AND p.proname NOT IN (SELECT unnest(read_path) FROM rl_test_read_path)),
           NULL, 'PUBLIC can execute no function of rl_mlops except the reading ones');
 SELECT ok(NOT has_function_privilege('public', p.oid, 'EXECUTE'),
@@ -201,9 +201,15 @@ SELECT is((SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc p
             WHERE p.pronamespace = 'rl_mlops'::regnamespace AND p.prosecdef
               AND p.proname IN ('create_agent', 'configure', 'import_model', 'export_model', 'validate_model',
                                 'deploy_model', 'rollback', 'cleanup_old_models', 'pin_model', 'drop_agent', 'drop_all')),
-          ARRAY['cleanup_old_models', 'configure', 'create_agent', 'deploy_model', 'drop_agent', 'drop_all',
+          ARRAY['cleanup_old_models', 'configure', 'deploy_model', 'drop_agent', 'drop_all',
                 'export_model', 'import_model', 'pin_model', 'rollback', 'validate_model'],
           'the mutating API is SECURITY DEFINER (so callers need no rights on the tables or large objects)');
+-- create_agent reads the source as its caller (counting features), so it
+-- is C that switches to the owner only for the registry's checks and insert
+SELECT is((SELECT p.prosecdef::text || ' ' || l.lanname::text FROM pg_proc p
+            JOIN pg_language l ON l.oid = p.prolang
+            WHERE p.oid = 'rl_mlops.create_agent(text, regclass, name, name, name, name, integer, integer, integer)'::regprocedure),
+          'false c', 'create_agent is C, not SECURITY DEFINER: it reads the source as its caller');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -3,7 +3,7 @@
 -- real pg_cron tick is test/t/050_scheduler.pl.
 \set ON_ERROR_STOP 1
 BEGIN;
-SELECT plan(25);
+SELECT plan(32);
 
 CREATE EXTENSION rl_mlops;
 CREATE TABLE public.sched_bars AS SELECT * FROM rl_mlops.synthetic_bars(symbols => 1, bars => 100);
@@ -43,15 +43,18 @@ SELECT is((rl_mlops.retrain_if_due('sched') ->> 'started')::boolean, false,
           'retrain_if_due starts nothing while paused');
 SELECT lives_ok($$SELECT rl_mlops.configure('sched', scheduler_enabled => true)$$, 'scheduler resumed');
 
--- A run in progress (its worker holds the agent's lock: we take it here).
-SELECT pg_advisory_lock(1380732236, hashtext('sched')) AS locked \gset
-INSERT INTO rl_mlops.runs (agent, state, started_at) VALUES ('sched', 'training', now());
+-- A run in progress: its worker is a live process (this backend, here).
+INSERT INTO rl_mlops.runs (agent, state, started_at, worker_pid, worker_started_at)
+SELECT 'sched', 'training', now(), pid, backend_start
+  FROM pg_stat_activity WHERE pid = pg_backend_pid();
 SELECT matches(rl_mlops.retrain_due('sched') ->> 'reason', '^run [0-9]+ in progress$',
                'never two runs: a run in progress is reported');
 SELECT is((rl_mlops.retrain_if_due('sched') ->> 'started')::boolean, false,
           'retrain_if_due starts nothing while a run is in progress');
--- The worker dies (the lock goes away): the run is reaped and the agent is due.
-SELECT pg_advisory_unlock(1380732236, hashtext('sched')) AS unlocked \gset
+-- The worker dies (the process recorded, this PID started at another
+-- time, is gone): the run is reaped and the agent is due.
+UPDATE rl_mlops.runs SET worker_started_at = worker_started_at - interval '1 second'
+ WHERE agent = 'sched';
 SELECT is(rl_mlops.retrain_due('sched') ->> 'due', 'true', 'due again once the worker is gone');
 SELECT results_eq($$SELECT state, error FROM rl_mlops.runs WHERE agent = 'sched'$$,
                   $$VALUES ('failed'::text, 'worker died'::text)$$,
@@ -73,6 +76,41 @@ SELECT ok(rl_mlops.unschedule_retraining('sched'), 'unschedule_retraining remove
 SELECT ok(NOT EXISTS (SELECT 1 FROM cron.job WHERE jobname = 'rl_mlops_retrain_sched')
           AND NOT (SELECT scheduler_enabled FROM rl_mlops.agents WHERE name = 'sched'),
           '... and the scheduler is disabled');
+
+-- pg_cron logs in as a job's role: a NOLOGIN role cannot schedule.
+CREATE ROLE rl_test_nologin_ops;
+GRANT USAGE ON SCHEMA rl_mlops, cron TO rl_test_nologin_ops;
+GRANT EXECUTE ON FUNCTION rl_mlops.schedule_retraining(text, integer, text),
+                          rl_mlops.configure(text, integer, integer, interval, double precision, integer,
+                                             double precision, double precision, double precision,
+                                             double precision, double precision, integer, integer,
+                                             double precision, double precision, double precision, bigint,
+                                             integer, integer, integer, boolean, integer, text,
+                                             double precision)
+   TO rl_test_nologin_ops;
+SET ROLE rl_test_nologin_ops;
+SELECT throws_ok($$SELECT rl_mlops.schedule_retraining('sched')$$, '28000',
+                 'role "rl_test_nologin_ops" cannot log in, so pg_cron cannot run its jobs',
+                 'a NOLOGIN role cannot schedule: its job would fail at every tick');
+RESET ROLE;
+SELECT ok(NOT EXISTS (SELECT 1 FROM cron.job WHERE jobname = 'rl_mlops_retrain_sched'), '... and no job was made');
+
+-- The job's last run is shown; drop_agent removes the job with the agent,
+-- and a job left without its agent is an integrity problem.
+SELECT rl_mlops.schedule_retraining('sched', check_schedule => '0 3 * * *') AS job \gset
+INSERT INTO cron.job_run_details (jobid, runid, job_pid, database, username, command, status,
+                                  return_message, start_time, end_time)
+VALUES (:job, 1, 0, current_database(), current_user, 'x', 'failed', 'connection failed', now(), now());
+SELECT results_eq($$SELECT cron_last_status, cron_last_message FROM rl_mlops.scheduler_status WHERE agent = 'sched'$$,
+                  $$VALUES ('failed'::text, 'connection failed'::text)$$,
+                  'scheduler_status shows how the last pg_cron run of the job went');
+SELECT is(rl_mlops.status('sched') #>> '{status,scheduler,cron_job,last_run_message}', 'connection failed',
+          '... and so does status()');
+SELECT lives_ok($$SELECT rl_mlops.drop_agent('sched')$$, 'drop_agent with a scheduled job');
+SELECT ok(NOT EXISTS (SELECT 1 FROM cron.job WHERE jobid = :job), 'drop_agent removed the agent''s pg_cron job');
+SELECT cron.schedule('rl_mlops_retrain_gone', '0 3 * * *', 'SELECT rl_mlops.retrain_if_due(''gone'')') AS orphan \gset
+SELECT is((SELECT string_agg(kind || ' ' || object, '; ') FROM rl_mlops.check_integrity()),
+          'orphan_cron_job job ' || :orphan, 'check_integrity() reports a job whose agent is gone');
 
 SELECT * FROM finish();
 ROLLBACK;

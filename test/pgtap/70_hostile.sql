@@ -14,7 +14,7 @@
 \set ON_ERROR_STOP 1
 BEGIN;
 SET LOCAL client_min_messages = error;
-SELECT plan(236);
+SELECT plan(237);
 
 CREATE EXTENSION rl_mlops;
 \ir helpers/checkpoint.sql
@@ -128,17 +128,19 @@ SELECT is(pg_temp.problems_after($f$INSERT INTO rl_mlops.runs (agent, state, wor
                                    VALUES ('i', 'training', 999999, now())$f$),
           format('run_without_worker i run %s', currval('rl_mlops.runs_id_seq')),
           'an unfinished run without a worker: run_without_worker');
--- a live "worker": this session holds the agent's run lock
-SELECT pg_advisory_lock(1380732236, hashtext('i')) IS NOT NULL AS locked \gset
-SELECT is(pg_temp.problems_after($f$INSERT INTO rl_mlops.runs (agent, state, worker_pid, started_at)
-                                   VALUES ('i', 'training', pg_backend_pid(), now())$f$),
-          '', 'an unfinished run whose worker holds the lock is fine');
-SELECT last_value AS runs_last FROM rl_mlops.runs_id_seq \gset
-SELECT is(pg_temp.problems_after($f$INSERT INTO rl_mlops.runs (agent, state, started_at)
-                                   VALUES ('i', 'training', now()), ('i', 'validating', now())$f$),
-          format('several_runs i runs %s, %s', :runs_last + 1, :runs_last + 2),
-          'two unfinished runs of one agent: several_runs');
-SELECT pg_advisory_unlock(1380732236, hashtext('i')) AS unlocked \gset
+-- a live "worker": this backend, named by its PID and start time
+SELECT is(pg_temp.problems_after($f$INSERT INTO rl_mlops.runs (agent, state, worker_pid, worker_started_at, started_at)
+                                   SELECT 'i', 'training', pid, backend_start, now()
+                                     FROM pg_stat_activity WHERE pid = pg_backend_pid()$f$),
+          '', 'an unfinished run whose worker process is alive is fine');
+SELECT is(pg_temp.problems_after($f$INSERT INTO rl_mlops.runs (agent, state, worker_pid, worker_started_at, started_at)
+                                   SELECT 'i', 'training', pid, backend_start - interval '1 second', now()
+                                     FROM pg_stat_activity WHERE pid = pg_backend_pid()$f$),
+          format('run_without_worker i run %s', currval('rl_mlops.runs_id_seq')),
+          'the same PID started at another time is another process: run_without_worker');
+SELECT throws_ok($f$INSERT INTO rl_mlops.runs (agent, state, started_at)
+                    VALUES ('i', 'training', now()), ('i', 'validating', now())$f$,
+                 '23505', NULL, 'two unfinished runs of one agent are refused by the database');
 
 -- the details are sentences that name the object
 CREATE TEMP TABLE details AS SELECT NULL::text AS d;
@@ -505,7 +507,7 @@ CREATE OPERATOR public.< (leftarg = timestamptz, rightarg = timestamptz, functio
 
 -- The attacker: granted every function (an operator's role, not a
 -- superuser), and it puts public before pg_catalog.
-CREATE ROLE rl_test_attacker;
+CREATE ROLE rl_test_attacker LOGIN;   -- pg_cron runs jobs by logging in
 GRANT USAGE ON SCHEMA rl_mlops, cron TO rl_test_attacker;
 GRANT SELECT ON ALL TABLES IN SCHEMA rl_mlops TO rl_test_attacker;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA rl_mlops TO rl_test_attacker;

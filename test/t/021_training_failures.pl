@@ -1,6 +1,7 @@
 # Training runs that must not start or must not deploy (DESIGN sections 6,
 # 9 and 10): argument errors, bad source data, a dropped column, a role
-# that cannot read the source, cancel_retrain(), no free worker slot.
+# that cannot read the source, cancel_retrain(), no free worker slot, a
+# run above rl_mlops.max_training_memory.
 # Every failure is recorded on its run with its message, and leaves the
 # active model, the model rows and the large objects as they were.
 use strict;
@@ -62,7 +63,7 @@ sql(q{
 	SELECT rl_mlops.configure('f', initial_epochs => 2, incremental_epochs => 1) IS NULL;
 	CREATE ROLE alice LOGIN;
 	GRANT USAGE ON SCHEMA rl_mlops TO alice;
-	GRANT EXECUTE ON FUNCTION rl_mlops.retrain(text, boolean, integer, boolean, text) TO alice;
+	GRANT EXECUTE ON FUNCTION rl_mlops.retrain(text, boolean, integer, boolean) TO alice;
 });
 my ($rc, $out, $err) = $node->psql('postgres', "SELECT rl_mlops.retrain('f', async => false)");
 like($err, qr/NOTICE:  run $out succeeded/, 'agent f has a first model');
@@ -75,7 +76,8 @@ for my $case (
 	[ "SELECT rl_mlops.retrain('nobody')", qr/ERROR:  42704: agent "nobody" does not exist/, 'unknown agent' ],
 	[ "SELECT rl_mlops.retrain('f', epochs => 0)", qr/ERROR:  22023: epochs must be between 1 and 10000/, 'epochs 0' ],
 	[ "SELECT rl_mlops.retrain('f', epochs => 10001)", qr/ERROR:  22023: epochs must be between 1 and 10000/, 'epochs 10001' ],
-	[ "SELECT rl_mlops.retrain('f', trigger => 'cron')", qr/ERROR:  22023: trigger must be "manual" or "schedule"/, 'bad trigger' ],
+	[ "SELECT rl_mlops.retrain('f', trigger => 'schedule')", qr/ERROR:  42883: function rl_mlops.retrain\(unknown, trigger => unknown\) does not exist/,
+	  'no trigger argument: a manual run cannot be recorded as scheduled' ],
 	[ "BEGIN; CREATE TABLE t_written (x int); SELECT rl_mlops.retrain('f', async => false)",
 	  qr/ERROR:  25001: retrain\(async => false\) cannot run in a transaction that has already written data/,
 	  'synchronous retrain in a transaction that wrote' ])
@@ -125,7 +127,7 @@ is( sql(qq{SELECT concat_ws('|', r.requested_by, r.samples, m.metrics ->> 'symbo
 sql(q{
 	CREATE ROLE bob NOLOGIN;
 	GRANT USAGE ON SCHEMA rl_mlops TO bob;
-	GRANT EXECUTE ON FUNCTION rl_mlops.retrain(text, boolean, integer, boolean, text) TO bob;
+	GRANT EXECUTE ON FUNCTION rl_mlops.retrain(text, boolean, integer, boolean) TO bob;
 	GRANT SELECT ON src TO bob;
 	CREATE POLICY bob_one_symbol ON src FOR SELECT TO bob USING (symbol = 'SYM003');
 });
@@ -255,10 +257,25 @@ $node->append_conf('postgresql.conf', "max_worker_processes = 8\nmax_parallel_wo
 $node->restart;
 
 #
-# A source column dropped after create_agent: the worker's query fails.
+# Memory: a run whose estimate exceeds rl_mlops.max_training_memory fails
+# after reading its data, before training.  Workers read the server's
+# value: wait until new sessions see it.
+#
+sql(q{ALTER SYSTEM SET rl_mlops.max_training_memory = '64MB'; SELECT pg_reload_conf()});
+$node->poll_query_until('postgres', q{SELECT current_setting('rl_mlops.max_training_memory', true) = '64MB'})
+  or die 'the new setting did not arrive';
+failing_run('memory bound',
+	qr/training run of agent "f" would need about \d+ MB, more than rl_mlops.max_training_memory \(64 MB\)/);
+sql(q{ALTER SYSTEM RESET rl_mlops.max_training_memory; SELECT pg_reload_conf()});
+$node->poll_query_until('postgres', q{SELECT current_setting('rl_mlops.max_training_memory', true) IS DISTINCT FROM '64MB'})
+  or die 'the setting was not reset';
+
+#
+# A source column dropped after create_agent: the worker checks the columns
+# it reads, under a lock, before its query.
 #
 sql(q{ALTER TABLE src DROP COLUMN price});
-failing_run('dropped column', qr/column "price" does not exist/);
+failing_run('dropped column', qr/column "price" of the source relation of agent "f" no longer exists/);
 
 $node->stop;
 done_testing();

@@ -29,7 +29,7 @@ $node->safe_psql('postgres', q{
 	GRANT SELECT ON public.bars TO trader;
 	GRANT EXECUTE ON FUNCTION rl_mlops.schedule_retraining(text, integer, text),
 	                          rl_mlops.retrain_if_due(text),
-	                          rl_mlops.retrain(text, boolean, integer, boolean, text)
+	                          rl_mlops.retrain(text, boolean, integer, boolean)
 	   TO trader;
 	GRANT EXECUTE ON FUNCTION rl_mlops.configure(text, integer, integer, interval,
 	    double precision, integer, double precision, double precision, double precision,

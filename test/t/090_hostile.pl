@@ -179,7 +179,7 @@ sql(q{
 	GRANT USAGE ON SCHEMA rl_mlops TO alice;
 	GRANT SELECT ON ALL TABLES IN SCHEMA rl_mlops TO alice;
 	GRANT CREATE ON SCHEMA public TO alice;
-	GRANT EXECUTE ON FUNCTION rl_mlops.retrain(text, boolean, integer, boolean, text),
+	GRANT EXECUTE ON FUNCTION rl_mlops.retrain(text, boolean, integer, boolean),
 	    rl_mlops.create_agent(text, regclass, name, name, name, name, integer, integer, integer)
 	   TO alice;
 	SELECT rl_mlops.create_agent('bobs', 'bob_bars') IS NULL;
@@ -209,7 +209,7 @@ sql(q{
 	GRANT USAGE ON SCHEMA rl_mlops TO mallory;
 	GRANT CREATE ON SCHEMA public TO mallory;
 	GRANT SELECT ON bars TO mallory;
-	GRANT EXECUTE ON FUNCTION rl_mlops.retrain(text, boolean, integer, boolean, text) TO mallory;
+	GRANT EXECUTE ON FUNCTION rl_mlops.retrain(text, boolean, integer, boolean) TO mallory;
 	SELECT rl_mlops.create_agent('m', 'bars') IS NULL;
 	SELECT rl_mlops.configure('m', initial_epochs => 1, data_window => '10 days') IS NULL;
 	CREATE TABLE public.planted_calls (fn text, as_user name, backend text);

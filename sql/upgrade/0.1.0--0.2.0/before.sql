@@ -1,0 +1,13 @@
+-- rl_mlops 0.1.0 -> 0.2.0, first half: what must change before the 0.2.0
+-- install script runs again over 0.1.0 (see sql/upgrade/README.md).
+\echo Use "ALTER EXTENSION rl_mlops UPDATE TO '0.2.0'" to load this file. \quit
+
+-- 0.2.0 allows one unfinished run per agent (a unique index) and tracks
+-- workers by PID and start time instead of an advisory lock.  Runs whose
+-- 0.1.0 worker is gone are failed now, as 0.1.0 would have on its next look.
+-- Upgrade with no training run in progress: a 0.1.0 worker still running
+-- is reported as dead by 0.2.0 once its run row is looked at again.
+UPDATE rl_mlops.runs
+   SET state = 'failed', error = 'worker died', finished_at = pg_catalog.now()
+ WHERE rl_mlops._run_unfinished(state)
+   AND NOT rl_mlops._run_lock_held(agent);

@@ -1,0 +1,131 @@
+/*-------------------------------------------------------------------------
+ *
+ * agent_create.c
+ *	  rl_mlops.create_agent(): register a trading agent over a price table
+ *	  or view.
+ *
+ * The checks and the insert are the registry's (PL/pgSQL, run as the
+ * extension owner), but the one step that reads the source relation,
+ * counting the features when n_features is not given, runs as the role
+ * that called create_agent, in a security-restricted operation whose
+ * setting changes are undone (owner.c): a view or a row-level security
+ * policy of another role never runs with the owner's rights, and a
+ * security_invoker view reads only what the caller may read.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+
+#include "owner.h"
+#include "source_relation.h"
+
+PG_FUNCTION_INFO_V1(rl_create_agent);
+
+#define CREATE_AGENT_ARGS 9
+
+/*
+ * The length of the first non-NULL array in the features column, read as
+ * "reader"; NULL (*isnull) when there is none.
+ */
+static int32
+count_features(const char *agent, Oid relid, const char *column, Oid reader,
+			   bool *isnull)
+{
+	RlRequesterPart part;
+	char	   *query;
+	int32		n = 0;
+
+	*isnull = true;
+	part = rl_begin_as_requester(reader);
+	query = psprintf("SELECT pg_catalog.array_length(%s, 1) FROM %s WHERE %s IS NOT NULL LIMIT 1",
+					 quote_identifier(column),
+					 rl_source_relation_lock(relid, agent),
+					 quote_identifier(column));
+	if (SPI_execute(query, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not count the features of the source");
+	if (SPI_processed == 1)
+		n = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 1, isnull));
+	rl_end_as_requester(part);
+	return n;
+}
+
+/* Run a registry function of the arguments as the owner; its result row. */
+static HeapTuple
+owner_call(const char *sql, int nargs, Oid *types, Datum *values,
+		   const char *nulls, TupleDesc *desc)
+{
+	RlSavedUser saved = rl_become_owner();
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 1);
+
+	rl_restore_user(saved);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "registry statement failed: %s", sql);
+	*desc = SPI_tuptable->tupdesc;
+	return SPI_tuptable->vals[0];
+}
+
+/*
+ * create_agent(name, source, symbol_column, time_column, price_column,
+ * features_column, n_features, window_size, hidden_size)
+ */
+Datum
+rl_create_agent(PG_FUNCTION_ARGS)
+{
+	Oid			reader = GetUserId();
+	Oid			types[CREATE_AGENT_ARGS + 1] = {TEXTOID, REGCLASSOID, NAMEOID, NAMEOID,
+	NAMEOID, NAMEOID, INT4OID, INT4OID, INT4OID, REGROLEOID};
+	Datum		values[CREATE_AGENT_ARGS + 1];
+	char		nulls[CREATE_AGENT_ARGS + 1];
+	TupleDesc	desc;
+	HeapTuple	row;
+	Datum		result;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("agent name must not be null")));
+	for (int i = 0; i < CREATE_AGENT_ARGS; i++)
+	{
+		values[i] = PG_GETARG_DATUM(i);
+		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+	}
+	values[CREATE_AGENT_ARGS] = ObjectIdGetDatum(reader);
+	nulls[CREATE_AGENT_ARGS] = ' ';
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	/* source, reader, symbol, time, price, features, n_features */
+	{
+		Oid			ctypes[7] = {REGCLASSOID, REGROLEOID, NAMEOID, NAMEOID, NAMEOID, NAMEOID, INT4OID};
+		Datum		cvalues[7] = {values[1], values[9], values[2], values[3], values[4], values[5], values[6]};
+		char		cnulls[7] = {nulls[1], ' ', nulls[2], nulls[3], nulls[4], nulls[5], nulls[6]};
+
+		(void) owner_call("SELECT rl_mlops._check_agent_source($1, $2, $3, $4, $5, $6, $7)",
+						  7, ctypes, cvalues, cnulls, &desc);
+	}
+
+	if (!PG_ARGISNULL(5) && PG_ARGISNULL(6))
+	{
+		bool		isnull;
+		int32		n = count_features(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+									   PG_GETARG_OID(1), NameStr(*PG_GETARG_NAME(5)),
+									   reader, &isnull);
+
+		values[6] = Int32GetDatum(n);
+		nulls[6] = isnull ? 'n' : ' ';
+	}
+
+	row = owner_call("SELECT * FROM rl_mlops._insert_agent($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+					 CREATE_AGENT_ARGS, types, values, nulls, &desc);
+	result = PointerGetDatum(SPI_returntuple(row, desc));
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
