@@ -74,8 +74,8 @@ build_query(const RlSourceConf *conf)
 	}
 	appendStringInfo(&q,
 					 " FROM %s WHERE %s OPERATOR(pg_catalog.>)"
-					 " (SELECT pg_catalog.max(%s) FROM %s WHERE pg_catalog.isfinite(%s))"
-					 " OPERATOR(pg_catalog.-) $1::pg_catalog.interval"
+					 " ((SELECT pg_catalog.max(%s) FROM %s WHERE pg_catalog.isfinite(%s))"
+					 "  OPERATOR(pg_catalog.-) $1::pg_catalog.interval)"
 					 " ORDER BY 1, 2",
 					 rel, ts, ts, rel, ts);
 	return q.data;
