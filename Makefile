@@ -13,21 +13,28 @@ EXTVERSION = 0.2.0
 # Debian's versioned pg_config; /usr/bin/pg_config may point at another major.
 PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
 
-# Objects shared by both libraries: plain C over weights and prices.
-COMMON_OBJS = src/forward.o src/env.o src/backtest.o src/checkpoint.o \
-	src/owner.o src/lo.o src/guc.o src/source_relation.o
+# The source tree shows the two libraries (see ARCHITECTURE.md):
+#   src/core/       plain C over weights and prices, no PostgreSQL headers
+#                   (the forward pass, the trading environment, rollouts,
+#                   backtests); in both libraries and in test/c
+#   src/common/     PostgreSQL glue in both libraries: checkpoints, large
+#                   objects, running as the owner, settings, the source
+#                   relation, the worker protocol
+#   src/extension/  rl_mlops.so, the SQL API every backend loads (registry,
+#                   serving, starting trainer workers); never links libtorch
+#   src/trainer/    rl_mlops_trainer.so, loaded only by trainer workers
+#   src/torch/      the libtorch shim behind the plain-C src/torch/rl_torch.h,
+#                   linked only into rl_mlops_trainer.so
+objects = $(patsubst %.c,%.o,$(sort $(wildcard src/$(1)/*.c)))
+CORE_OBJS = $(call objects,core)
+COMMON_OBJS = $(CORE_OBJS) $(call objects,common)
 
-# rl_mlops.so: the SQL API.  Must never link libtorch (DESIGN section 2).
 MODULE_big = rl_mlops
-OBJS = \
-	src/rl_mlops.o \
-	src/registry.o \
-	src/agent_create.o \
-	src/retrain.o \
-	src/worker_alive.o \
-	src/trainer_launch.o \
-	src/serve.o src/source.o \
-	$(COMMON_OBJS)
+OBJS = $(call objects,extension) $(COMMON_OBJS)
+
+# The training worker's library: C entry points plus the libtorch shim.
+TRAINER = rl_mlops_trainer
+TRAINER_OBJS = $(call objects,trainer) src/torch/rl_torch.o $(COMMON_OBJS)
 
 # The install script is built from one file per concept in sql/install/.
 # Every statement there can run again over an older version, so an upgrade
@@ -42,26 +49,13 @@ DATA = $(filter-out sql/rl_mlops--$(EXTVERSION).sql $(UPGRADES),\
 	$(wildcard sql/rl_mlops--*.sql))
 DATA_built = sql/rl_mlops--$(EXTVERSION).sql $(UPGRADES)
 
-# The training worker's library: C entry points plus the libtorch shim.
-TRAINER = rl_mlops_trainer
-TRAINER_OBJS = \
-	src/trainer/trainer_main.o \
-	src/trainer/trainer_check.o \
-	src/trainer/trainer_run.o \
-	src/trainer/dataset.o \
-	src/trainer/ppo.o \
-	src/trainer/net_io.o \
-	src/torch/rl_torch.o \
-	src/rollout.o \
-	$(COMMON_OBJS)
-
 # PGXS would run clang over the torch headers to emit bitcode: do not.
 override with_llvm = no
 
 # Our own code is warning-free; PostgreSQL's headers need these three off.
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter \
 	-Wno-missing-field-initializers -Wno-sign-compare
-PG_CPPFLAGS = -I$(srcdir)/src
+PG_CPPFLAGS = $(addprefix -I$(srcdir)/src/,core common extension trainer) -I$(srcdir)/src
 
 TORCH_CXXFLAGS = -std=c++17 -O2 -fPIC -Wall -Wextra -Werror \
 	-D_GLIBCXX_USE_CXX11_ABI=1 \
@@ -87,7 +81,7 @@ all: $(TRAINER)$(DLSUFFIX)
 
 # PGXS tracks no header dependencies: rebuild every object when any of our
 # headers changes (shared structs must agree between the two libraries).
-$(OBJS) $(TRAINER_OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/trainer/*.h $(srcdir)/src/torch/*.h)
+$(OBJS) $(TRAINER_OBJS): $(wildcard $(srcdir)/src/*/*.h)
 
 sql/rl_mlops--$(EXTVERSION).sql: $(INSTALL_PARTS)
 	cat $(INSTALL_PARTS) > $@
@@ -96,7 +90,7 @@ sql/rl_mlops--%--$(EXTVERSION).sql: sql/upgrade/%--$(EXTVERSION)/before.sql \
 		sql/upgrade/%--$(EXTVERSION)/after.sql $(INSTALL_PARTS)
 	cat $< $(INSTALL_PARTS) $(word 2,$^) > $@
 
-src/torch/rl_torch.o: src/torch/rl_torch.cpp src/torch/rl_torch.h src/rl_arch.h
+src/torch/rl_torch.o: src/torch/rl_torch.cpp src/torch/rl_torch.h src/core/rl_arch.h
 	$(CXX) $(TORCH_CXXFLAGS) -c -o $@ $<
 
 $(TRAINER)$(DLSUFFIX): $(TRAINER_OBJS)

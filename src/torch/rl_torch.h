@@ -25,7 +25,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 
-#include "../rl_arch.h"
+#include "../core/rl_arch.h"
 
 #ifdef __cplusplus
 extern "C"

@@ -9,7 +9,7 @@
 #ifndef RL_TRAINER_H
 #define RL_TRAINER_H
 
-#include "trainer_shm.h"
+#include "worker_protocol.h"
 
 /* Background worker entry points (bgw_function_name). */
 extern PGDLLEXPORT void rl_trainer_check_main(Datum main_arg);

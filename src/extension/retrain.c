@@ -30,7 +30,7 @@
 #include "owner.h"
 #include "source_relation.h"
 #include "trainer_launch.h"
-#include "trainer_shm.h"
+#include "worker_protocol.h"
 
 PG_FUNCTION_INFO_V1(rl_retrain);
 PG_FUNCTION_INFO_V1(rl_retrain_if_due);

@@ -24,7 +24,7 @@
 #include "utils/builtins.h"
 
 #include "trainer_launch.h"
-#include "trainer_shm.h"
+#include "worker_protocol.h"
 
 PG_FUNCTION_INFO_V1(rl_check_trainer);
 

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * trainer_shm.h
+ * worker_protocol.h
  *	  What the calling backend and a trainer worker share: the arguments
  *	  passed in bgw_extra and the report a check worker writes back into a
  *	  dynamic shared memory segment.
