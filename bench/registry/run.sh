@@ -3,8 +3,11 @@
 # versions, each with its own large object, on a throwaway cluster; median
 # timings of deploy_model, rollback, status, cleanup_old_models (dry run and
 # real, VICTIMS rows each), and checkpoint throughput through large objects
-# against a plain file.  Prints a markdown report (also kept as
-# $work/results.md).  Timings are informative only, never pass conditions.
+# against a plain file; the plan of every statement one rollback runs
+# (auto_explain), to show that deploys and rollbacks read index ranges only.
+# Prints a markdown report (also kept as $work/results.md) with the load
+# average before and after the registry timings (the machine may be
+# shared).  Timings are informative only, never pass conditions.
 #
 #   bash bench/registry/run.sh            (as root or as postgres)
 #   N_VERSIONS=1000 REPS=20 bash bench/registry/run.sh
@@ -85,6 +88,7 @@ nlo=$(q -tA -c "SELECT count(*) FROM pg_largeobject_metadata")
 A=$(q -tA -c "SELECT version FROM bench_v WHERE name = 'A'")
 B=$(q -tA -c "SELECT version FROM bench_v WHERE name = 'B'")
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 # deploy B, A, B, A... (each archives the other; retention runs every time)
 for i in $(seq 1 "$REPS"); do
 	if [ $((i % 2)) = 1 ]; then v=$B; else v=$A; fi
@@ -100,6 +104,25 @@ for i in $(seq 1 "$STATUS_REPS"); do echo "SELECT rl_mlops.metadata('bench');"; 
 metadata_ms=$(median_ms "$work/metadata.sql")
 for i in $(seq 1 20); do echo "SELECT rl_mlops.cleanup_old_models('bench', dry_run => true);"; done >"$work/dry0.sql"
 dry0_ms=$(median_ms "$work/dry0.sql")
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# The plan of every statement one rollback runs (deploy_model runs the same
+# ones but the history lookup), logged by auto_explain from inside the
+# functions: statement, scan, rows the scan returned.
+q -o /dev/null 2>"$work/plans.txt" <<SQL
+LOAD 'auto_explain';
+SET auto_explain.log_min_duration = 0;
+SET auto_explain.log_nested_statements = on;
+SET auto_explain.log_analyze = on;
+SET auto_explain.log_buffers = on;
+SET auto_explain.log_level = notice;
+SET client_min_messages = notice;
+SELECT rl_mlops.rollback('bench', reason => 'plans');
+SQL
+awk '/Query Text:/ {sub(/.*Query Text: */, ""); gsub(/[ \t]+/, " "); q = substr($0, 1, 70); next}
+     /Scan/ {s = $0; sub(/^ *(-> *)?/, "", s); r = s; sub(/ +\(cost=.*/, "", s)
+             sub(/.*actual time=[^ ]* rows=/, "", r); sub(/ .*/, "", r)
+             printf "| `%s` | %s | %s |\n", q, s, r}' "$work/plans.txt" >"$work/plans.md"
 
 # cleanup with VICTIMS due rows: age the oldest VICTIMS archived rows,
 # time a dry run, then the real run (which unlinks their large objects)
@@ -205,6 +228,7 @@ mb=$(awk -v b="$bytes" 'BEGIN {printf "%.1f", b / 1048576}')
 {
 	echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/^Mem/ {print $2}') GB RAM, PostgreSQL $(psql -X -tA -d bench -c 'SHOW server_version' | cut -d' ' -f1), fsync on, shared_buffers 256MB."
 	echo "Set-up: $nmodels model rows and $nlo large objects (27 kB checkpoints) in ${setup_s} s."
+	echo "Load average (1, 5, 15 min) before the registry timings: $load_before; after: $load_after."
 	echo
 	echo "| operation (agent with $nmodels versions) | median |"
 	echo "| --- | ---: |"
@@ -215,6 +239,12 @@ mb=$(awk -v b="$bytes" 'BEGIN {printf "%.1f", b / 1048576}')
 	echo "| cleanup_old_models dry run, nothing due | $dry0_ms ms |"
 	echo "| cleanup_old_models dry run, $VICTIMS due | $dry_ms ms |"
 	echo "| cleanup_old_models, $VICTIMS removed and unlinked | $real_ms ms |"
+	echo
+	echo "Plans inside one rollback (auto_explain; full plans in $work/plans.txt):"
+	echo
+	echo "| statement (first line) | scan | rows |"
+	echo "| --- | --- | ---: |"
+	cat "$work/plans.md"
 	echo
 	echo "After the cleanups: $left model rows, $lo_left large objects."
 	echo

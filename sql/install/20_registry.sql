@@ -119,7 +119,14 @@ CREATE TABLE IF NOT EXISTS rl_mlops.models (
 -- At most one active model per agent, enforced by the database itself.
 CREATE UNIQUE INDEX IF NOT EXISTS models_one_active_per_agent
     ON rl_mlops.models (agent) WHERE state = 'active';
-CREATE INDEX IF NOT EXISTS models_agent_created ON rl_mlops.models (agent, created_at);
+-- Retention reads only these two, so a deploy's retention pass costs
+-- O(removed + keep_min + log n), not O(versions): the newest versions in
+-- keep_min order (created_at, then version, as models_overview lists them),
+-- and the versions retention may remove, by the age it compares.
+CREATE INDEX IF NOT EXISTS models_agent_newest ON rl_mlops.models (agent, created_at, version);
+CREATE INDEX IF NOT EXISTS models_retention_age
+    ON rl_mlops.models (agent, (coalesce(archived_at, validated_at, created_at)))
+    WHERE state IN ('archived', 'rejected') AND NOT pinned;
 
 COMMENT ON TABLE rl_mlops.models IS
     'Model registry: one row per checkpoint version (checkpoint = large object oid)';
@@ -136,6 +143,10 @@ CREATE TABLE IF NOT EXISTS rl_mlops.deployments (
     deployed_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS deployments_agent_id ON rl_mlops.deployments (agent, id);
+-- rollback(): the latest deploy of the active version, however long the
+-- history (rollbacks are left out: they never say where to roll back to).
+CREATE INDEX IF NOT EXISTS deployments_agent_version_deploy
+    ON rl_mlops.deployments (agent, version, id) WHERE action = 'deploy';
 
 -- One row per training run, updated in its own transactions while the
 -- worker runs so that psql sees live progress.
@@ -693,8 +704,11 @@ $$;
 --------------------------------------------------------------------------
 
 -- Remove archived and rejected versions older than retention_days; never
--- the active one, a pinned one, or one of the newest keep_min.  Their large
--- objects are unlinked in the same transaction.
+-- the active one, a pinned one, or one of the newest keep_min (newest by
+-- created_at, then version; every state counts).  Their large objects are
+-- unlinked in the same transaction.  Runs after every deploy, so it reads
+-- only index ranges: the keep_min newest (models_agent_newest) and the
+-- removable versions older than retention_days (models_retention_age).
 CREATE OR REPLACE FUNCTION rl_mlops.cleanup_old_models(agent text, dry_run boolean DEFAULT false)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -702,19 +716,30 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     a rl_mlops.agents := rl_mlops._lock_agent(cleanup_old_models.agent);
-    victims text[];
-    freed bigint;
+    kept_created timestamptz;
+    kept_version text;
+    victims text[] := '{}';
+    freed bigint := 0;
 BEGIN
-    SELECT coalesce(array_agg(version ORDER BY created_at), '{}'), coalesce(sum(size_bytes), 0)
-      INTO victims, freed
-      FROM (SELECT version, state, pinned, size_bytes, created_at,
-                   coalesce(archived_at, validated_at, created_at) AS since,
-                   row_number() OVER (ORDER BY created_at DESC, version DESC) AS newest_rank
-              FROM rl_mlops.models WHERE models.agent = a.name) m
-     WHERE state IN ('archived', 'rejected')
-       AND NOT pinned
-       AND newest_rank > a.keep_min
-       AND since < now() - make_interval(days => a.retention_days);
+    -- The keep_min-th newest version: it and every newer one are kept.
+    SELECT m.created_at, m.version INTO kept_created, kept_version
+      FROM rl_mlops.models m
+     WHERE m.agent = a.name
+     ORDER BY m.created_at DESC, m.version DESC
+     OFFSET a.keep_min - 1 LIMIT 1;
+    -- No such version (keep_min or fewer versions): nothing is removed.
+    IF FOUND THEN
+        SELECT coalesce(array_agg(m.version ORDER BY m.created_at, m.version), '{}'),
+               coalesce(sum(m.size_bytes), 0)
+          INTO victims, freed
+          FROM rl_mlops.models m
+         WHERE m.agent = a.name
+           AND m.state IN ('archived', 'rejected')
+           AND NOT m.pinned
+           AND coalesce(m.archived_at, m.validated_at, m.created_at)
+               < now() - make_interval(days => a.retention_days)
+           AND (m.created_at, m.version) < (kept_created, kept_version);
+    END IF;
 
     IF NOT dry_run AND cardinality(victims) > 0 THEN
         -- a large object unlinked behind the registry's back must not

@@ -6,7 +6,7 @@
 \set ON_ERROR_STOP 1
 BEGIN;
 SET LOCAL client_min_messages = error;
-SELECT plan(43);
+SELECT plan(59);
 
 CREATE EXTENSION rl_mlops;
 \ir helpers/checkpoint.sql
@@ -170,6 +170,122 @@ SELECT is((SELECT count(*) FROM pg_largeobject_metadata), (SELECT c FROM lo1),
 SELECT lives_ok(format('SELECT rl_mlops.deploy_model(''k'', %L)', (SELECT version FROM n11)), 'deploy n11 again');
 SELECT is(rl_mlops.rollback('k'), (SELECT version FROM v WHERE n = 7), 'roll back to m7');
 SELECT is(pg_temp.left_of(ARRAY[10]), NULL, 'm10 is gone after the deploy');
+
+--------------------------------------------------------------------------
+-- keep_min counts every state and breaks created_at ties by version; the
+-- pass reads index ranges, so check it against the ranking definition
+--------------------------------------------------------------------------
+
+SELECT lives_ok($$SELECT rl_mlops.create_agent('t', 'rl_test.bars')$$, 'agent t (retention 30 days, keep_min 3)');
+-- t1 .. t9, oldest first; t4 and t5 were created at the same instant, and
+-- versions are all digits so their order is the same in every collation.
+-- since_days: the age retention compares (archived_at, else validated_at,
+-- else created_at).
+CREATE TEMP TABLE tv (n int PRIMARY KEY, version text, state text, pinned boolean,
+                      created_days int, since_days int);
+INSERT INTO tv VALUES
+    (1, '20200101_000001', 'archived', false, 100, 92),
+    (2, '20200101_000002', 'archived', false, 90, 88),
+    (3, '20200101_000003', 'archived', false, 80, 84),
+    (4, '20200101_000004', 'archived', false, 70, 80),
+    (5, '20200101_000005', 'archived', false, 70, 76),
+    (6, '20200101_000006', 'rejected', false, 60, 72),
+    (7, '20200101_000007', 'registered', false, 50, 50),
+    (8, '20200101_000008', 'archived', true, 40, 100),
+    (9, '20200101_000009', 'active', false, 30, 30);
+DO $$
+DECLARE
+    r record;
+    imported text;
+BEGIN
+    FOR r IN SELECT * FROM tv ORDER BY n LOOP
+        imported := rl_mlops.import_model('t', rl_test.checkpoint(400 + r.n));
+        UPDATE rl_mlops.models
+           SET version = r.version, state = r.state, pinned = r.pinned,
+               created_at = now() - make_interval(days => r.created_days),
+               validated_at = CASE WHEN r.state <> 'registered' THEN now() - make_interval(days => r.since_days) END,
+               deployed_at = CASE WHEN r.state IN ('archived', 'active') THEN now() - make_interval(days => r.since_days) END,
+               archived_at = CASE WHEN r.state = 'archived' THEN now() - make_interval(days => r.since_days) END
+         WHERE agent = 't' AND version = imported;
+    END LOOP;
+END
+$$;
+SELECT results_eq(
+    $$SELECT version, state, pinned, created_at, coalesce(archived_at, validated_at, created_at)
+        FROM rl_mlops.models WHERE agent = 't' ORDER BY version$$,
+    $$SELECT version, state, pinned, now() - make_interval(days => created_days), now() - make_interval(days => since_days)
+        FROM tv ORDER BY n$$,
+    'set-up of t: states, pin, creation times (t4 and t5 equal) and ages');
+
+CREATE FUNCTION pg_temp.t(ns int[]) RETURNS jsonb LANGUAGE sql AS
+$$ SELECT coalesce(jsonb_agg(version ORDER BY n), '[]') FROM tv WHERE n = ANY (ns) $$;
+-- What retention must remove, by its definition: every version ranked by
+-- (created_at DESC, version DESC), oldest of the removed first.
+CREATE FUNCTION pg_temp.by_definition(p_agent text) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT coalesce(jsonb_agg(m.version ORDER BY m.created_at, m.version), '[]')
+      FROM (SELECT version, state, pinned, created_at,
+                   coalesce(archived_at, validated_at, created_at) AS since,
+                   row_number() OVER (ORDER BY created_at DESC, version DESC) AS newest_rank
+              FROM rl_mlops.models WHERE agent = p_agent) m,
+           rl_mlops.agents a
+     WHERE a.name = p_agent
+       AND m.state IN ('archived', 'rejected') AND NOT m.pinned
+       AND m.newest_rank > a.keep_min
+       AND m.since < now() - make_interval(days => a.retention_days)
+$$;
+CREATE FUNCTION pg_temp.t_removes(p_keep_min int) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM rl_mlops.configure('t', keep_min => p_keep_min);
+    RETURN rl_mlops.cleanup_old_models('t', dry_run => true) -> 'removed';
+END
+$$;
+
+SELECT is(pg_temp.t_removes(1), pg_temp.t(ARRAY[1, 2, 3, 4, 5, 6]),
+          'keep_min 1: every old unpinned archived or rejected version, oldest first, t4 before t5 by version');
+SELECT is(pg_temp.t_removes(4), pg_temp.t(ARRAY[1, 2, 3, 4, 5]),
+          'keep_min 4: the active t9, pinned t8, registered t7 and rejected t6 are the newest 4, so t6 stays');
+SELECT is(pg_temp.t_removes(5), pg_temp.t(ARRAY[1, 2, 3, 4]),
+          'keep_min 5: of t4 and t5, created at the same instant, the greater version t5 is the newer and stays');
+SELECT is(pg_temp.t_removes(6), pg_temp.t(ARRAY[1, 2, 3]),
+          'keep_min 6: both of the tie stay');
+SELECT is(pg_temp.t_removes(8), pg_temp.t(ARRAY[1]),
+          'keep_min 8: only the oldest goes');
+SELECT is(pg_temp.t_removes(9), '[]'::jsonb, 'keep_min 9 = the number of versions: nothing goes');
+SELECT is(pg_temp.t_removes(1000), '[]'::jsonb, 'keep_min above the number of versions: nothing goes');
+
+-- every keep_min from 1 to 10 with retention_days around each age
+CREATE TEMP TABLE t_grid AS
+SELECT k, d, NULL::jsonb AS removed, NULL::jsonb AS expected
+  FROM generate_series(1, 10) k, unnest(ARRAY[0, 29, 31, 60, 74, 78, 82, 86, 90, 95, 101]) d;
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT k, d FROM t_grid LOOP
+        PERFORM rl_mlops.configure('t', keep_min => r.k, retention_days => r.d);
+        UPDATE t_grid SET removed = rl_mlops.cleanup_old_models('t', dry_run => true) -> 'removed',
+                          expected = pg_temp.by_definition('t')
+         WHERE k = r.k AND d = r.d;
+    END LOOP;
+END
+$$;
+SELECT is((SELECT count(*)::int FROM t_grid WHERE expected <> '[]'), 72,
+          'the grid is not trivial: 72 of its 110 settings remove something (retention up to 90 days, keep_min up to 8)');
+SELECT is_empty($$SELECT k, d, removed, expected FROM t_grid WHERE removed IS DISTINCT FROM expected$$,
+                'for all 110 settings the dry run removes exactly what the ranking definition says');
+
+SELECT lives_ok($$SELECT rl_mlops.configure('t', keep_min => 5, retention_days => 30)$$, 'keep_min 5, retention 30');
+CREATE TEMP TABLE t_lo AS SELECT checkpoint FROM rl_mlops.models WHERE agent = 't';
+SELECT results_eq(
+    $$SELECT j -> 'removed', (j ->> 'bytes_freed')::bigint
+        FROM (SELECT rl_mlops.cleanup_old_models('t') j) x$$,
+    $$SELECT pg_temp.t(ARRAY[1, 2, 3, 4]), 4 * 27112::bigint$$,
+    'the real run removes t1-t4 and reports their bytes');
+SELECT is((SELECT array_agg(version ORDER BY version) FROM rl_mlops.models WHERE agent = 't'),
+          (SELECT array_agg(version ORDER BY n) FROM tv WHERE n >= 5), 't5-t9 are left');
+SELECT is((SELECT count(*)::int FROM pg_largeobject_metadata WHERE oid IN (SELECT checkpoint FROM t_lo)), 5,
+          'and only their 5 large objects');
+SELECT is(pg_temp.by_definition('t'), '[]'::jsonb, 'nothing more is due by the definition');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -29,3 +29,6 @@ $$;
 -- _cron_job() (it also reports the job's last run).
 DROP FUNCTION rl_mlops._run_lock_held(text);
 DROP FUNCTION rl_mlops._cron_job(text);
+
+-- models_agent_newest (agent, created_at, version) replaces it.
+DROP INDEX rl_mlops.models_agent_created;
