@@ -32,16 +32,9 @@
 #include "checkpoint.h"
 
 const char *const rl_checkpoint_param_names[RL_N_PARAMS] = {
-	"trunk.0.weight", "trunk.0.bias",
-	"trunk.2.weight", "trunk.2.bias",
-	"actor.weight", "actor.bias",
-	"critic.weight", "critic.bias"
+	RL_FOR_EACH_PARAM(RL_PARAM_NAME)
 };
 
-/* Prefixes of the Adam state tensors, and the step counter. */
-#define OPTIM_EXP_AVG "optim.exp_avg."
-#define OPTIM_EXP_AVG_SQ "optim.exp_avg_sq."
-#define OPTIM_STEP "optim.step"
 
 /* Parameters, their exp_avg, their exp_avg_sq, then optim.step. */
 #define N_KNOWN_TENSORS (3 * RL_N_PARAMS + 1)
@@ -489,9 +482,9 @@ arch_fields_problem(const RlArch *a)
 		bad = "hidden";
 	else if (a->n_actions < 1 || a->n_actions > RL_CHECKPOINT_MAX_DIM)
 		bad = "n_actions";
-	else if (a->obs_dim != a->window + 1 + a->n_features)
+	else if (a->obs_dim != rl_arch_make(a->window, a->n_features, a->hidden).obs_dim)
 		return psprintf("obs_dim is %d but window + 1 + n_features is %d.",
-						a->obs_dim, a->window + 1 + a->n_features);
+						a->obs_dim, rl_arch_make(a->window, a->n_features, a->hidden).obs_dim);
 	if (bad != NULL)
 		return psprintf("Architecture field \"%s\" is out of range.", bad);
 	return NULL;
@@ -902,17 +895,17 @@ known_tensor_index(const char *name)
 	const char *param = name;
 	int			i;
 
-	if (strcmp(name, OPTIM_STEP) == 0)
+	if (strcmp(name, RL_OPTIM_STEP) == 0)
 		return 3 * RL_N_PARAMS;
-	if (strncmp(name, OPTIM_EXP_AVG_SQ, strlen(OPTIM_EXP_AVG_SQ)) == 0)
+	if (strncmp(name, RL_OPTIM_EXP_AVG_SQ, strlen(RL_OPTIM_EXP_AVG_SQ)) == 0)
 	{
 		base = 2 * RL_N_PARAMS;
-		param = name + strlen(OPTIM_EXP_AVG_SQ);
+		param = name + strlen(RL_OPTIM_EXP_AVG_SQ);
 	}
-	else if (strncmp(name, OPTIM_EXP_AVG, strlen(OPTIM_EXP_AVG)) == 0)
+	else if (strncmp(name, RL_OPTIM_EXP_AVG, strlen(RL_OPTIM_EXP_AVG)) == 0)
 	{
 		base = RL_N_PARAMS;
-		param = name + strlen(OPTIM_EXP_AVG);
+		param = name + strlen(RL_OPTIM_EXP_AVG);
 	}
 
 	for (i = 0; i < RL_N_PARAMS; i++)
@@ -926,12 +919,12 @@ static char *
 known_tensor_name(int idx)
 {
 	if (idx == 3 * RL_N_PARAMS)
-		return pstrdup(OPTIM_STEP);
+		return pstrdup(RL_OPTIM_STEP);
 	if (idx >= 2 * RL_N_PARAMS)
-		return psprintf("%s%s", OPTIM_EXP_AVG_SQ,
+		return psprintf("%s%s", RL_OPTIM_EXP_AVG_SQ,
 						rl_checkpoint_param_names[idx - 2 * RL_N_PARAMS]);
 	if (idx >= RL_N_PARAMS)
-		return psprintf("%s%s", OPTIM_EXP_AVG,
+		return psprintf("%s%s", RL_OPTIM_EXP_AVG,
 						rl_checkpoint_param_names[idx - RL_N_PARAMS]);
 	return pstrdup(rl_checkpoint_param_names[idx]);
 }
@@ -1063,7 +1056,7 @@ rl_checkpoint_check_arch(const RlCheckpoint *ckpt, const RlArch *expected,
 bool
 rl_checkpoint_has_optimizer(const RlCheckpoint *ckpt)
 {
-	return rl_checkpoint_tensor(ckpt, OPTIM_STEP) != NULL;
+	return rl_checkpoint_tensor(ckpt, RL_OPTIM_STEP) != NULL;
 }
 
 /* Find a tensor by name; at most 64 of them, so a linear scan will do. */

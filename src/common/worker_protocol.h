@@ -12,11 +12,11 @@
 
 #include "postgres.h"
 
+#include "agent.h"
+
 #define RL_TRAINER_LIBRARY "rl_mlops_trainer"
 #define RL_TRAINER_MSGLEN 512
 
-/* Agent names are at most 63 characters (agents' CHECK), 4 bytes each. */
-#define RL_AGENT_NAME_BYTES (63 * 4 + 1)
 
 /* Packed into BackgroundWorker.bgw_extra: who the worker connects as. */
 typedef struct RlWorkerArgs
@@ -63,5 +63,11 @@ typedef struct RlRunRequest
 	bool		already_running;	/* run_id is another worker's run */
 	char		message[RL_TRAINER_MSGLEN];	/* why no run was started */
 } RlRunRequest;
+
+/*
+ * Tests only (rl_mlops.test_pause_before_deploy_commit): the advisory lock,
+ * one-key form, a run waits for inside its deploy transaction.
+ */
+#define RL_TEST_PAUSE_LOCK 1380732236
 
 #endif							/* RL_TRAINER_SHM_H */

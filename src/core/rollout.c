@@ -223,7 +223,7 @@ rl_rollout(const RlRolloutSpec *spec, RlRolloutBuffers *buf,
 	if (rc != RL_ENV_OK)
 		return rc;
 
-	obs_dim = (int64_t) spec->window + 1 + spec->n_features;
+	obs_dim = rl_arch_make(spec->window, spec->n_features, 0).obs_dim;
 	step_obs = buf->work;
 	step_probs = step_obs + spec->n_episodes * obs_dim;
 	step_values = step_probs + spec->n_episodes * RL_N_ACTIONS;

@@ -44,20 +44,6 @@ PG_FUNCTION_INFO_V1(rl_caller);
 #define PROBE_OBSERVATIONS 64
 #define PROBE_SEED 7
 
-/* An agent's architecture from SQL arguments (window, n_features, hidden). */
-static RlArch
-arch_from_args(int32 window, int32 n_features, int32 hidden)
-{
-	RlArch		arch;
-
-	arch.window = window;
-	arch.n_features = n_features;
-	arch.obs_dim = window + 1 + n_features;
-	arch.hidden = hidden;
-	arch.n_actions = RL_N_ACTIONS;
-	return arch;
-}
-
 /*
  * _store_checkpoint(bytes, window, n_features, hidden): parse strictly,
  * check the architecture, then write the large object.  Nothing is written
@@ -67,7 +53,7 @@ Datum
 rl_store_checkpoint(PG_FUNCTION_ARGS)
 {
 	bytea	   *data = PG_GETARG_BYTEA_PP(0);
-	RlArch		arch = arch_from_args(PG_GETARG_INT32(1), PG_GETARG_INT32(2),
+	RlArch		arch = rl_arch_make(PG_GETARG_INT32(1), PG_GETARG_INT32(2),
 									  PG_GETARG_INT32(3));
 	const char *buf = VARDATA_ANY(data);
 	Size		len = VARSIZE_ANY_EXHDR(data);
@@ -263,7 +249,7 @@ rl_validate_checkpoint(PG_FUNCTION_ARGS)
 
 	st.loid = PG_GETARG_OID(0);
 	st.sha256 = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	st.arch = arch_from_args(PG_GETARG_INT32(2), PG_GETARG_INT32(3),
+	st.arch = rl_arch_make(PG_GETARG_INT32(2), PG_GETARG_INT32(3),
 							 PG_GETARG_INT32(4));
 
 	initStringInfo(&json);

@@ -27,6 +27,7 @@
 #include "utils/snapmgr.h"
 #include "utils/wait_event.h"
 
+#include "agent.h"
 #include "owner.h"
 #include "source_relation.h"
 #include "trainer_launch.h"
@@ -50,19 +51,7 @@ check_agent(const char *agent, Oid role, int64 *newest_run_id)
 	bool		isnull;
 	Oid			relid;
 
-	SPI_connect();
-	saved = rl_become_owner();
-	if (SPI_execute_with_args("SELECT source::pg_catalog.oid FROM rl_mlops.agents"
-							  " WHERE name OPERATOR(pg_catalog.=) $1",
-							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read rl_mlops.agents");
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("agent \"%s\" does not exist", agent),
-				 errhint("Create it with rl_mlops.create_agent().")));
-	relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-										   SPI_tuptable->tupdesc, 1, &isnull));
+	relid = rl_agent_read(agent)->source.relid;
 	rl_source_relation_check(relid, agent);
 	if (pg_class_aclcheck(relid, role, ACL_SELECT) != ACLCHECK_OK)
 		ereport(ERROR,
@@ -71,6 +60,8 @@ check_agent(const char *agent, Oid role, int64 *newest_run_id)
 				 errdetail("Training reads the agent's source relation with the privileges of the role that asks for the run, and role \"%s\" cannot read it.",
 						   GetUserNameFromId(role, false))));
 
+	SPI_connect();
+	saved = rl_become_owner();
 	if (SPI_execute_with_args("SELECT COALESCE(pg_catalog.max(id), 0),"
 							  "       COALESCE(pg_catalog.max(id) FILTER ("
 							  "           WHERE rl_mlops._run_unfinished(state)"

@@ -39,19 +39,7 @@ namespace
 {
 
 /* Parameter names in PyTorch state_dict order, then the optimizer state. */
-const char *const tensor_names[RL_TORCH_N_TENSORS] = {
-	"trunk.0.weight", "trunk.0.bias", "trunk.2.weight", "trunk.2.bias",
-	"actor.weight", "actor.bias", "critic.weight", "critic.bias",
-	"optim.exp_avg.trunk.0.weight", "optim.exp_avg.trunk.0.bias",
-	"optim.exp_avg.trunk.2.weight", "optim.exp_avg.trunk.2.bias",
-	"optim.exp_avg.actor.weight", "optim.exp_avg.actor.bias",
-	"optim.exp_avg.critic.weight", "optim.exp_avg.critic.bias",
-	"optim.exp_avg_sq.trunk.0.weight", "optim.exp_avg_sq.trunk.0.bias",
-	"optim.exp_avg_sq.trunk.2.weight", "optim.exp_avg_sq.trunk.2.bias",
-	"optim.exp_avg_sq.actor.weight", "optim.exp_avg_sq.actor.bias",
-	"optim.exp_avg_sq.critic.weight", "optim.exp_avg_sq.critic.bias",
-	"optim.step",
-};
+const char *const tensor_names[RL_TORCH_N_TENSORS] = {RL_TENSOR_NAMES};
 
 const int STEP_INDEX = 3 * RL_N_PARAMS;
 

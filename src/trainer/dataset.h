@@ -2,8 +2,8 @@
  *
  * dataset.h
  *	  Step 1 of a training run: the last data_window of an agent's source
- *	  relation, per symbol and in time order, split into training prices
- *	  and a holdout tail.
+ *	  relation, per symbol and in time order (the one source reader,
+ *	  common/source.c), split into training prices and a holdout tail.
  *
  *-------------------------------------------------------------------------
  */
@@ -12,22 +12,8 @@
 
 #include "datatype/timestamp.h"
 
+#include "agent.h"
 #include "env.h"
-
-/* Where an agent's prices are (columns already checked by create_agent). */
-typedef struct RlSourceConf
-{
-	const char *agent;			/* for messages */
-	Oid			relid;
-	char	   *symbol_column;
-	char	   *time_column;
-	char	   *price_column;
-	char	   *features_column;	/* NULL: none */
-	int32		n_features;
-	char	   *data_window;	/* interval, as text */
-	double		holdout_fraction;
-	int32		window;
-} RlSourceConf;
 
 typedef struct RlDataset
 {
@@ -35,16 +21,19 @@ typedef struct RlDataset
 	char	  **symbols;
 	int64	   *n_prices;		/* all prices of each series */
 	int64	   *n_train;		/* leading prices used for training */
+	TimestampTz *holdout_from;	/* each series' bar of its first holdout
+								 * decision (its last training price) */
+	TimestampTz *holdout_to;	/* and its last bar */
 	RlSeries   *series;			/* returns (and features) of all prices */
 	RlSeries   *train;			/* the same, cut to n_train prices */
-	double		first_epoch;	/* time range read, seconds since 1970 */
-	double		last_epoch;
-	double		periods_per_year;	/* from the mean bar spacing */
+	TimestampTz first;			/* time range read */
+	TimestampTz last;
+	double		holdout_periods_per_year;	/* rl_periods_per_year of the
+											 * holdout bars */
 	int64		train_decisions;
 	int64		holdout_decisions;
-	int64		infinite_rows;	/* rows at time +infinity, left out */
 } RlDataset;
 
-extern RlDataset *rl_dataset_load(const RlSourceConf *conf);
+extern RlDataset *rl_dataset_load(const RlAgent *agent, bool (*should_stop) (void));
 
 #endif							/* RL_DATASET_H */

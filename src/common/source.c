@@ -1,15 +1,17 @@
 /*-------------------------------------------------------------------------
  *
  * source.c
- *	  One symbol's series from an agent's source relation, read through SPI
- *	  as the calling role (see source.h).
+ *	  The one reader of an agent's source relation (see source.h), through
+ *	  SPI as the calling role: one symbol's latest rows (decide), a time
+ *	  range (backtests), every symbol's data window (training).  The same
+ *	  rows, order, checks and SQLSTATEs for all of them.
  *
  * The query text is built only from the relation's qualified name (looked
- * up from its oid), quote_identifier'd column names and pg_catalog's
- * operators; the symbol, the time bounds and the row limit are parameters.  The symbol parameter has
- * the type of the symbol column, so an index on (symbol, ts) is used.
- *
- * src/source.c
+ * up from its oid under a lock), quote_identifier'd column names and
+ * pg_catalog's functions and operators; the symbol, the time bounds, the
+ * window and the row limit are parameters.  The symbol parameter has the
+ * type of the symbol column, so an index on (symbol, ts) is used.  Rows
+ * at time +-infinity have no place in a series and are never read.
  *
  *-------------------------------------------------------------------------
  */
@@ -25,6 +27,7 @@
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
+#include "env.h"
 #include "source.h"
 #include "source_relation.h"
 
@@ -41,6 +44,7 @@ typedef struct SourceRead
 	Datum		symbol_value;
 	RlSourceRows *rows;
 	int64		capacity;
+	int			first_col;		/* of ts; the symbol, if read, is before */
 } SourceRead;
 
 /*
@@ -60,25 +64,36 @@ symbol_param(SourceRead *rd)
 											typioparam, -1);
 }
 
+/* "ts::timestamptz, price::float8[, features::float4[]]" */
+static void
+append_columns(StringInfo q, const RlSource *src)
+{
+	appendStringInfo(q, "%s::pg_catalog.timestamptz, %s::pg_catalog.float8",
+					 quote_identifier(src->time_column),
+					 quote_identifier(src->price_column));
+	if (src->features_column != NULL)
+		appendStringInfo(q, ", %s::pg_catalog.float4[]",
+						 quote_identifier(src->features_column));
+}
+
 /*
- * "SELECT ts, price[, features] FROM rel WHERE symbol = $1 AND ".  Every
- * operator is pg_catalog's, named explicitly: the query runs with the
- * caller's search_path, which must not be able to pick another "=".
+ * "SELECT ts, price[, features] FROM rel WHERE symbol = $1 AND
+ * isfinite(ts) AND ".  Every operator is pg_catalog's, named explicitly:
+ * the query runs with the caller's search_path, which must not be able to
+ * pick another "=".
  */
 static void
 append_select(StringInfo q, const SourceRead *rd)
 {
 	const RlSource *src = rd->src;
 
-	appendStringInfo(q, "SELECT %s::pg_catalog.timestamptz, %s::pg_catalog.float8",
-					 quote_identifier(src->time_column),
-					 quote_identifier(src->price_column));
-	if (src->features_column != NULL)
-		appendStringInfo(q, ", %s::pg_catalog.float4[]",
-						 quote_identifier(src->features_column));
-	appendStringInfo(q, " FROM %s WHERE %s OPERATOR(pg_catalog.=) $1 AND ",
+	appendStringInfoString(q, "SELECT ");
+	append_columns(q, src);
+	appendStringInfo(q, " FROM %s WHERE %s OPERATOR(pg_catalog.=) $1"
+					 " AND pg_catalog.isfinite(%s) AND ",
 					 rd->relname,
-					 quote_identifier(src->symbol_column));
+					 quote_identifier(src->symbol_column),
+					 quote_identifier(src->time_column));
 }
 
 /*
@@ -159,14 +174,14 @@ add_row(SourceRead *rd, HeapTuple tup, TupleDesc desc)
 										   rd->capacity * nf * sizeof(float));
 	}
 
-	ts = DatumGetTimestampTz(SPI_getbinval(tup, desc, 1, &isnull));
+	ts = DatumGetTimestampTz(SPI_getbinval(tup, desc, rd->first_col, &isnull));
 	if (TIMESTAMP_NOT_FINITE(ts))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("symbol \"%s\" has a row at %s in relation %s",
 						rd->symbol, ts_str(ts), rd->relname),
 				 errdetail("Rows of a price series need finite timestamps.")));
-	price = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &isnull));
+	price = DatumGetFloat8(SPI_getbinval(tup, desc, rd->first_col + 1, &isnull));
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -186,7 +201,7 @@ add_row(SourceRead *rd, HeapTuple tup, TupleDesc desc)
 	rows->prices[rows->n] = price;
 	if (rows->features != NULL)
 	{
-		Datum		f = SPI_getbinval(tup, desc, 3, &isnull);
+		Datum		f = SPI_getbinval(tup, desc, rd->first_col + 2, &isnull);
 
 		copy_features(rd, f, isnull, ts, rows->features + rows->n * nf);
 	}
@@ -239,20 +254,30 @@ fetch_rows(SourceRead *rd, const char *query, int nargs, Oid *argtypes,
 	}
 }
 
-/* Set up a read: empty rows in the caller's context, then connect SPI. */
+/* Empty rows of one symbol, in the current memory context. */
 static void
-begin_read(SourceRead *rd, const RlSource *src, const char *symbol)
+new_rows(SourceRead *rd, const char *symbol)
 {
-	int32		nf = src->n_features;
+	int32		nf = rd->src->n_features;
 
-	rd->src = src;
 	rd->symbol = symbol;
 	rd->capacity = 64;
 	rd->rows = palloc0(sizeof(RlSourceRows));
 	rd->rows->ts = palloc(rd->capacity * sizeof(TimestampTz));
 	rd->rows->prices = palloc(rd->capacity * sizeof(double));
-	if (src->features_column != NULL && nf > 0)
+	if (rd->src->features_column != NULL && nf > 0)
 		rd->rows->features = palloc(rd->capacity * nf * sizeof(float));
+}
+
+/*
+ * Lock the relation and check every column it reads: a source dropped or
+ * altered since the agent was created is a clear error.
+ */
+static void
+open_source(SourceRead *rd, const RlSource *src)
+{
+	rd->src = src;
+	rd->first_col = 1;
 	rd->relname = rl_source_relation_lock(src->relid, src->agent);
 	rl_source_column_check(src->relid, src->agent, src->symbol_column, RL_COLUMN_SYMBOL);
 	rl_source_column_check(src->relid, src->agent, src->time_column, RL_COLUMN_TIME);
@@ -260,6 +285,14 @@ begin_read(SourceRead *rd, const RlSource *src, const char *symbol)
 	if (src->features_column != NULL)
 		rl_source_column_check(src->relid, src->agent, src->features_column,
 							   RL_COLUMN_FEATURES);
+}
+
+/* Set up a read of one symbol: empty rows, then connect SPI. */
+static void
+begin_read(SourceRead *rd, const RlSource *src, const char *symbol)
+{
+	open_source(rd, src);
+	new_rows(rd, symbol);
 	symbol_param(rd);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -378,26 +411,163 @@ cmp_int64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Sharpe's annualisation from the data itself, whatever the bar size. */
+/*
+ * Sharpe's annualisation from the data itself, whatever the bar size: 365.25
+ * days divided by the median of the gaps between consecutive bars evaluated
+ * (sorted in place).  The one definition, for the deploy gate's holdout and
+ * for backtest_summary().
+ */
 double
-rl_source_periods_per_year(const TimestampTz *ts, int64 n)
+rl_periods_per_year(int64 *gaps, int64 m)
 {
-	int64		m = n - 1;
-	int64	   *gaps;
 	double		median;
 
-	Assert(n >= 2);
-	gaps = palloc_extended(m * sizeof(int64), MCXT_ALLOC_HUGE);
-	for (int64 i = 0; i < m; i++)
-		gaps[i] = ts[i + 1] - ts[i];
+	Assert(m >= 1);
 	qsort(gaps, m, sizeof(int64), cmp_int64);
 	median = (m % 2 == 1) ? (double) gaps[m / 2] :
 		((double) gaps[m / 2 - 1] + (double) gaps[m / 2]) / 2.0;
-	pfree(gaps);
 	if (median <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cannot annualise the Sharpe ratio: the median spacing of the bars is zero"),
 				 errdetail("More than half of the rows share their timestamp with the row before.")));
 	return (365.25 * USECS_PER_DAY) / median;
+}
+
+/* rl_periods_per_year of n >= 2 consecutive bars of one symbol. */
+double
+rl_source_periods_per_year(const TimestampTz *ts, int64 n)
+{
+	int64		m = n - 1;
+	int64	   *gaps;
+	double		ppy;
+
+	Assert(n >= 2);
+	gaps = palloc_extended(m * sizeof(int64), MCXT_ALLOC_HUGE);
+	for (int64 i = 0; i < m; i++)
+		gaps[i] = ts[i + 1] - ts[i];
+	ppy = rl_periods_per_year(gaps, m);
+	pfree(gaps);
+	return ppy;
+}
+
+/*
+ * The series the environment reads (log returns and features) of one
+ * symbol's rows.  Positive finite prices can still give an infinite log
+ * return (1e-310 after 100): refused here, naming the bar, for training
+ * and serving alike.
+ */
+RlSeries
+rl_source_series(const RlSourceRows *rows, const char *symbol)
+{
+	RlSeries	s;
+	double	   *returns = palloc_extended(Max(rows->n, 1) * sizeof(double),
+										  MCXT_ALLOC_HUGE);
+	char		err[RL_ENV_ERRLEN];
+
+	if (rows->n > 0 && rl_env_returns(rows->prices, rows->n, returns, err) != RL_ENV_OK)
+	{
+		int64		t = 1;
+
+		while (t < rows->n - 1 && isfinite(returns[t]))
+			t++;
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("price of symbol \"%s\" at %s gives a log return that is not finite",
+						symbol, ts_str(rows->ts[t])),
+				 errdetail("%s.", err)));
+	}
+	s.n = rows->n;
+	s.returns = returns;
+	s.features = rows->features;
+	return s;
+}
+
+/*
+ * Every symbol's rows of the last data_window (an interval, as text),
+ * counted back from the newest row: symbols in order, each oldest first.
+ * Returns the number of symbols; *symbols and *series are set.
+ */
+int32
+rl_source_read_window(const RlSource *src, const char *data_window,
+					  char ***symbols, RlSourceRows ***series,
+					  bool (*should_stop) (void))
+{
+	SourceRead	rd;
+	StringInfoData q;
+	const char *ts = quote_identifier(src->time_column);
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(data_window)};
+	MemoryContext cxt = CurrentMemoryContext;
+	Portal		portal;
+	int32		n = 0;
+	int32		cap = 16;
+
+	open_source(&rd, src);
+	rd.first_col = 2;
+	rd.rows = NULL;
+	*symbols = palloc(cap * sizeof(char *));
+	*series = palloc(cap * sizeof(RlSourceRows *));
+
+	initStringInfo(&q);
+	appendStringInfo(&q, "SELECT %s::pg_catalog.text, ", quote_identifier(src->symbol_column));
+	append_columns(&q, src);
+	appendStringInfo(&q,
+					 " FROM %s WHERE pg_catalog.isfinite(%s) AND %s OPERATOR(pg_catalog.>)"
+					 " ((SELECT pg_catalog.max(%s) FROM %s WHERE pg_catalog.isfinite(%s))"
+					 "  OPERATOR(pg_catalog.-) $1::pg_catalog.interval)"
+					 " ORDER BY 1, 2",
+					 rd.relname, ts, ts, ts, rd.relname, ts);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	portal = SPI_cursor_open_with_args(NULL, q.data, 1, argtypes, values, NULL, true, 0);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, SOURCE_BATCH);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			bool		isnull;
+			Datum		sym = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull);
+			text	   *name;
+			MemoryContext old;
+
+			if (isnull)
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("symbol of a row of relation %s is null", rd.relname),
+						 errdetail("Column %s of relation %s must name a symbol in every row.",
+								   src->symbol_column, rd.relname)));
+			name = DatumGetTextPP(sym);
+
+			old = MemoryContextSwitchTo(cxt);
+			if (rd.rows == NULL || VARSIZE_ANY_EXHDR(name) != strlen(rd.symbol) ||
+				memcmp(VARDATA_ANY(name), rd.symbol, VARSIZE_ANY_EXHDR(name)) != 0)
+			{
+				if (n == cap)
+				{
+					cap *= 2;
+					*symbols = repalloc(*symbols, cap * sizeof(char *));
+					*series = repalloc(*series, cap * sizeof(RlSourceRows *));
+				}
+				new_rows(&rd, text_to_cstring(name));
+				(*symbols)[n] = (char *) rd.symbol;
+				(*series)[n] = rd.rows;
+				n++;
+			}
+			add_row(&rd, tup, SPI_tuptable->tupdesc);
+			MemoryContextSwitchTo(old);
+		}
+		SPI_freetuptable(SPI_tuptable);
+		if (should_stop != NULL && should_stop())
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("training run cancelled while reading data")));
+	}
+	SPI_cursor_close(portal);
+	SPI_finish();
+	return n;
 }

@@ -20,6 +20,8 @@
 
 #include "datatype/timestamp.h"
 
+#include "env.h"
+
 /* Where an agent's prices are: columns of its rl_mlops.agents row. */
 typedef struct RlSource
 {
@@ -58,9 +60,22 @@ extern RlSourceRows *rl_source_read_range(const RlSource *src,
 										  int64 lookback);
 
 /*
- * Bars per year implied by the median spacing of n >= 2 timestamps:
- * 365.25 days divided by the median gap between consecutive rows.
+ * Every symbol's rows of the last data_window (counted back from the newest
+ * row), symbols in order; should_stop (or NULL) is asked between batches.
  */
+extern int32 rl_source_read_window(const RlSource *src, const char *data_window,
+								   char ***symbols, RlSourceRows ***series,
+								   bool (*should_stop) (void));
+
+/* The environment's series (log returns, features) of one symbol's rows. */
+extern RlSeries rl_source_series(const RlSourceRows *rows, const char *symbol);
+
+/*
+ * Bars per year: 365.25 days divided by the median gap between the bars
+ * evaluated (gaps in microseconds, sorted in place), or of n >= 2
+ * consecutive timestamps.
+ */
+extern double rl_periods_per_year(int64 *gaps, int64 m);
 extern double rl_source_periods_per_year(const TimestampTz *ts, int64 n);
 
 #endif							/* RL_SOURCE_H */
