@@ -79,7 +79,7 @@ echo "== one incremental retrain (5 epochs, warm start from the active model)"
 run=$(sql -At -c "SELECT rl_mlops.retrain('default')")
 follow_run "$run"
 
-echo "== status (the seed's JSON)"
+echo "== status (the original service's JSON)"
 sql -c "SELECT jsonb_pretty(rl_mlops.status('default'))"
 echo "== model history"
 sql -c "SELECT version, state, origin, parent_version, training_epochs, training_loss, size,

@@ -2,7 +2,7 @@
 """The rl_mlops training epoch written as a plain PyTorch script, for the
 benchmark in bench/train/run.sh.
 
-Same environment, network and PPO as the worker (DESIGN section 7):
+Same environment, network and PPO as the worker (ARCHITECTURE.md "The trading environment"):
 observation = the last W=32 log returns / sigma, then the position;
 actions short / flat / long; reward (pos * r[t+1] - cost * |pos - prev|) /
 sigma with cost 5 bp; episodes are consecutive chunks of 256 decisions per

@@ -1,5 +1,5 @@
 --------------------------------------------------------------------------
--- Registry tables (DESIGN section 4)
+-- Registry tables (ARCHITECTURE.md "Tables")
 --------------------------------------------------------------------------
 
 -- Who is calling: the current role as SET ROLE left it, also inside the
@@ -558,7 +558,7 @@ AS $$
      WHERE NOT (value ->> 'ok')::boolean
 $$;
 
--- Run the seed's checks on a version and record each check's result.
+-- Run the validation checks on a version and record each check's result.
 -- registered/validated/rejected versions become 'validated' or
 -- 'rejected'; an active or archived version keeps its state.
 CREATE OR REPLACE FUNCTION rl_mlops.validate_model(agent text, version text)
@@ -859,7 +859,7 @@ CREATE EVENT TRIGGER rl_mlops_drop_extension ON ddl_command_start
     EXECUTE FUNCTION rl_mlops._on_drop_extension();
 
 --------------------------------------------------------------------------
--- Status and metadata in the seed's JSON shapes (DESIGN section 6)
+-- Status and metadata in the original service's JSON shapes (ARCHITECTURE.md "A training run")
 --------------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION rl_mlops.status(agent text DEFAULT 'default')
@@ -972,7 +972,7 @@ SELECT a.name AS agent, m.version, m.deployed_at, now() - m.deployed_at AS activ
  ORDER BY a.name;
 
 --------------------------------------------------------------------------
--- Privileges (DESIGN section 9): mutating and internal functions are not
+-- Privileges (ARCHITECTURE.md README "Security"): mutating and internal functions are not
 -- for PUBLIC; reading needs USAGE on the schema and SELECT on the tables.
 --------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 --------------------------------------------------------------------------
--- Training runs (DESIGN sections 2, 6 and 7)
+-- Training runs (ARCHITECTURE.md "Processes and libraries", "A training run", "The trading environment")
 --------------------------------------------------------------------------
 
 -- Where the run's data came from (set by the worker in step 1).
@@ -110,7 +110,7 @@ AS $$
 $$;
 
 -- A run's final state; a finished attempt (succeeded or rejected) counts
--- as a retrain for the schedule (the seed's rule).  A run that fails
+-- as a retrain for the schedule (the original service's rule).  A run that fails
 -- after registering its model keeps pointing at it.
 CREATE OR REPLACE FUNCTION rl_mlops._finish_run(
     p_run_id bigint, p_state text, p_error text, p_version text)

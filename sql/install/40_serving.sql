@@ -1,5 +1,5 @@
 --------------------------------------------------------------------------
--- Serving (DESIGN section 8)
+-- Serving (ARCHITECTURE.md "Serving")
 --
 -- The active model's weights are parsed once per backend and kept until a
 -- deploy or rollback commits (a relcache invalidation of rl_mlops.models,

@@ -1,5 +1,5 @@
 --------------------------------------------------------------------------
--- Scheduled retraining with pg_cron (DESIGN section 6)
+-- Scheduled retraining with pg_cron (ARCHITECTURE.md "A training run")
 --
 -- pg_cron only calls SQL: a job per agent runs retrain_if_due(agent) every
 -- check_schedule (hourly by default; "check" itself is a reserved word), which starts a run when the scheduler is

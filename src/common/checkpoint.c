@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * checkpoint.c
- *	  Reading and writing safetensors checkpoints (DESIGN section 5).
+ *	  Reading and writing safetensors checkpoints (ARCHITECTURE.md "The network and its checkpoint").
  *
  * A checkpoint is untrusted input: anyone who can write a large object or
  * call a function with a bytea can hand us one.  The parser therefore
@@ -10,7 +10,7 @@
  * PostgreSQL's own JSON lexer, and checks every offset against the data
  * region.  Format problems raise ERRCODE_INVALID_BINARY_REPRESENTATION.
  *
- * src/checkpoint.c
+ * src/common/checkpoint.c
  *
  *-------------------------------------------------------------------------
  */

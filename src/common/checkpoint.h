@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * checkpoint.h
- *	  The safetensors checkpoint format (DESIGN section 5): a strict parser
+ *	  The safetensors checkpoint format (ARCHITECTURE.md "The network and its checkpoint"): a strict parser
  *	  for untrusted bytes, a deterministic writer, the architecture check
  *	  and the sha256 of a checkpoint.
  *
@@ -14,7 +14,7 @@
  *
  * Include postgres.h first.
  *
- * src/checkpoint.h
+ * src/common/checkpoint.h
  *
  *-------------------------------------------------------------------------
  */

@@ -1,17 +1,15 @@
 /*-------------------------------------------------------------------------
  *
  * source.h
- *	  Reading one symbol's series from an agent's source relation (DESIGN
- *	  sections 4, 8 and 9): timestamps, prices and optional features, in
- *	  time order, with the privileges of the calling role.
+ *	  The one reader of an agent's source relation (ARCHITECTURE.md, "The
+ *	  data path"): timestamps, prices and optional features, in time order,
+ *	  with the privileges of the calling role, for serving and training.
  *
  * The relation is an oid (the agent's regclass) and every column name
  * goes through quote_identifier; the symbol and the time bounds are query
  * parameters.  Nothing a user typed is pasted into SQL.
  *
  * Include postgres.h first.
- *
- * src/source.h
  *
  *-------------------------------------------------------------------------
  */

@@ -4,7 +4,7 @@
  *	  Greedy backtest with the plain-C forward pass (see backtest.h).  All
  *	  accounting is in double; only the observation is float32.
  *
- * src/backtest.c
+ * src/core/backtest.c
  *
  *-------------------------------------------------------------------------
  */

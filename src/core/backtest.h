@@ -2,7 +2,7 @@
  *
  * backtest.h
  *	  Greedy (argmax) backtest of a model over decision indexes of one or
- *	  several series, with the C forward pass (DESIGN sections 6 and 8):
+ *	  several series, with the C forward pass (ARCHITECTURE.md "A training run", "Serving"):
  *	  holdout validation metrics and the per-step rows of backtest().
  *
  * Plain C99: no postgres.h, no allocation; the caller owns every buffer.
@@ -13,7 +13,7 @@
  * (a net log return).  The position left at t_to is not closed: no exit
  * cost is charged, as in training.
  *
- * src/backtest.h
+ * src/core/backtest.h
  *
  *-------------------------------------------------------------------------
  */

@@ -1,11 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * env.c
- *	  The trading environment of DESIGN section 7 (see env.h for the
+ *	  The trading environment of ARCHITECTURE.md "The trading environment" (see env.h for the
  *	  conventions).  Sums run in double; observations are float32 because
  *	  the network consumes them.
  *
- * src/env.c
+ * src/core/env.c
  *
  *-------------------------------------------------------------------------
  */

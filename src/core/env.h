@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * env.h
- *	  The trading environment of DESIGN section 7: log returns, the return
+ *	  The trading environment of ARCHITECTURE.md "The trading environment": log returns, the return
  *	  scale sigma, observations, rewards and the episode table.  Shared by
  *	  the training rollout, the backtest and serving.
  *
@@ -21,7 +21,7 @@
  *	- positions are -1 (short), 0 (flat), +1 (long); action a is position
  *	  a - 1.
  *
- * src/env.h
+ * src/core/env.h
  *
  *-------------------------------------------------------------------------
  */
@@ -34,7 +34,7 @@
 
 #define RL_ENV_ERRLEN 256
 
-/* Defaults of DESIGN section 7. */
+/* Defaults of ARCHITECTURE.md "The trading environment". */
 #define RL_DEFAULT_WINDOW 32
 #define RL_DEFAULT_EPISODE_LEN 256
 #define RL_DEFAULT_COST 0.0005	/* 5 bp, in log-return units */

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * forward.c
- *	  Plain-C forward pass of the TradingActorCritic (DESIGN sections 2, 7
+ *	  Plain-C forward pass of the TradingActorCritic (ARCHITECTURE.md "Processes and libraries", "The trading environment"
  *	  and 8): serving and validation run it so that no backend has to load
  *	  libtorch.
  *
@@ -12,7 +12,7 @@
  * without -ffast-math.  The summation order differs from BLAS, so results
  * agree with PyTorch to rounding (about 1e-6), not bit for bit.
  *
- * src/forward.c
+ * src/core/forward.c
  *
  *-------------------------------------------------------------------------
  */

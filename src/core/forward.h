@@ -3,7 +3,7 @@
  * forward.h
  *	  Plain-C forward pass of the actor-critic over weights already in
  *	  memory.  Serving and validation use it so that no backend ever has
- *	  to load libtorch (DESIGN section 2).
+ *	  to load libtorch (ARCHITECTURE.md "Processes and libraries").
  *
  * Plain C: no postgres.h, no allocation; the caller owns every buffer.
  *

@@ -6,7 +6,7 @@
  *	  transition in a fixed order (step by step, episode-table order within
  *	  a step).
  *
- * src/rollout.c
+ * src/core/rollout.c
  *
  *-------------------------------------------------------------------------
  */

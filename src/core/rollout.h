@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * rollout.h
- *	  One PPO rollout over all training episodes (DESIGN section 7): every
+ *	  One PPO rollout over all training episodes (ARCHITECTURE.md "The trading environment"): every
  *	  episode steps together as one batch, so the policy (libtorch in the
  *	  training worker) is called once per step, not once per decision.
  *	  Actions are sampled with a self-contained PRNG, then GAE turns the
@@ -10,7 +10,7 @@
  * Plain C99: no postgres.h, no allocation; the caller owns every buffer.
  * Errors as in env.h (RlEnvStatus plus an RL_ENV_ERRLEN message buffer).
  *
- * src/rollout.h
+ * src/core/rollout.h
  *
  *-------------------------------------------------------------------------
  */

@@ -3,7 +3,7 @@
  * registry.c
  *	  The C half of the model registry: storing a checkpoint as a large
  *	  object after the strict parser accepted it, reading it back with its
- *	  sha256 verified, and the validation checks of DESIGN section 6.
+ *	  sha256 verified, and the validation checks of ARCHITECTURE.md "A training run".
  *
  * The SQL half (sql/rl_mlops--*.sql) owns the rows, states and history;
  * these internal functions (names starting with an underscore, not
@@ -227,7 +227,7 @@ run_step(void (*step) (ValidateState *), ValidateState *st, char **message)
 
 /*
  * _validate_checkpoint(oid, sha256, window, n_features, hidden): the
- * seed's checks, each recorded as {"ok", "message"}; a step that cannot
+ * validation checks, each recorded as {"ok", "message"}; a step that cannot
  * run because an earlier one failed is recorded as skipped.
  */
 Datum

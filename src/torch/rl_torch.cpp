@@ -2,7 +2,7 @@
  *
  * rl_torch.cpp
  *	  libtorch implementation of the plain C API in rl_torch.h: the
- *	  TradingActorCritic network (DESIGN section 7), its Adam optimizer and
+ *	  TradingActorCritic network (ARCHITECTURE.md "The trading environment"), its Adam optimizer and
  *	  the PPO update, for the training worker only.
  *
  * The network is eight raw parameter tensors rather than torch::nn modules:

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * rl_torch.h
- *	  Plain C API over libtorch for the training worker (DESIGN sections 2
+ *	  Plain C API over libtorch for the training worker (ARCHITECTURE.md "Processes and libraries"
  *	  and 7): the TradingActorCritic network, its Adam optimizer, a batched
  *	  forward pass, tensor access by PyTorch name and the PPO update.
  *

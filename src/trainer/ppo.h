@@ -2,7 +2,7 @@
  *
  * ppo.h
  *	  Step 2 of a training run: PPO epochs over all training episodes
- *	  (DESIGN section 7), each a batched rollout followed by the update.
+ *	  (ARCHITECTURE.md "The trading environment"), each a batched rollout followed by the update.
  *
  *-------------------------------------------------------------------------
  */

@@ -1,6 +1,6 @@
 -- The model registry (issue 3): agents and their settings, import/export,
 -- versions, validation, deployment, history, rollback, status() and
--- metadata() in the seed's JSON shapes (DESIGN sections 4 and 6).
+-- metadata() in the original service's JSON shapes (ARCHITECTURE.md "Tables", "A training run").
 \set ON_ERROR_STOP 1
 BEGIN;
 SET LOCAL client_min_messages = error;
@@ -161,7 +161,7 @@ CREATE TEMP VIEW am AS SELECT * FROM rl_mlops.models WHERE agent = 'a';
 
 SELECT ok(rl_mlops.status('a') #> '{status,model_info}'
           @> jsonb_build_object('current_version', NULL, 'current_path', NULL, 'total_models', 0, 'retention_days', 30),
-          'status before any import: no model, every model_info key of the seed present (nulls included)');
+          'status before any import: no model, every model_info key of the original service present (nulls included)');
 SELECT is(rl_mlops.status('a') #> '{status,model_loaded}', 'false'::jsonb, 'status: model_loaded false');
 
 INSERT INTO v SELECT 1, rl_mlops.import_model('a', bytes, training_epochs => 5, training_loss => 0.0234,
@@ -254,7 +254,7 @@ CREATE TEMP TABLE val AS SELECT rl_mlops.validate_model('a', (SELECT version FRO
 SELECT is((SELECT j -> 'ok' FROM val), 'true'::jsonb, 'validate_model: a good checkpoint is ok');
 SELECT is((SELECT array_agg(k ORDER BY k) FROM val, jsonb_object_keys(j -> 'checks') k),
           ARRAY['architecture', 'forward_pass', 'loads', 'readable'],
-          'validation records the four checks of the seed');
+          'validation records the four checks of the original service');
 SELECT ok((SELECT bool_and((c.value -> 'ok') = 'true'::jsonb AND jsonb_typeof(c.value -> 'message') = 'string')
              FROM val, jsonb_each(j -> 'checks') c),
           'every check records ok and a message');
@@ -395,7 +395,7 @@ SELECT is((SELECT version FROM rl_mlops.models WHERE agent = 'a' AND state = 'ac
           'refused rollbacks left the active version alone');
 
 --------------------------------------------------------------------------
--- status() and metadata(): the seed's shapes and field names
+-- status() and metadata(): the original service's shapes and field names
 --------------------------------------------------------------------------
 
 UPDATE rl_mlops.agents SET last_retrain_time = '2025-11-28 15:30:00+00' WHERE name = 'a';
@@ -418,7 +418,7 @@ SELECT results_eq(
              jsonb_typeof(j #> '{status,scheduler,interval_days}')
         FROM st$$,
     $$VALUES ('boolean', 'object', 'string', 'string', 'number', 'number', 'boolean', 'boolean', 'string', 'string', 'number')$$,
-    'status(): every field has the seed''s JSON type');
+    'status(): every field has the original service''s JSON type');
 SELECT results_eq(
     $$SELECT (j #>> '{status,model_loaded}')::boolean, j #>> '{status,model_info,current_version}',
              j #>> '{status,model_info,current_path}', (j #>> '{status,model_info,total_models}')::int,

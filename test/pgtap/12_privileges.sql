@@ -1,4 +1,4 @@
--- Privileges (DESIGN section 9, issue 3): real roles.  A reader reads
+-- Privileges (ARCHITECTURE.md README "Security", issue 3): real roles.  A reader reads
 -- status, metadata and the views but cannot change anything; EXECUTE on
 -- one mutating function is enough for that function; checkpoints belong
 -- to the extension owner; SECURITY DEFINER functions pin search_path.
@@ -94,7 +94,7 @@ SELECT is((SELECT array_agg(p.oid::regprocedure::text ORDER BY 1) FROM pg_proc p
               AND p.proname NOT IN (SELECT unnest(read_path) FROM rl_test_read_path)),
           NULL, 'no underscore-internal function is executable by the reader (but those status() itself calls)');
 -- Functions PUBLIC may run: the documented reading ones, and the internal
--- helpers status() calls with the reader's rights (DESIGN 9).  A new
+-- helpers status() calls with the reader's rights (README "Security").  A new
 -- function that shows up here must be revoked or added here on purpose.
 SELECT is((SELECT array_agg(p.oid::regprocedure::text ORDER BY 1) FROM pg_proc p
             WHERE p.pronamespace = 'rl_mlops'::regnamespace
@@ -120,11 +120,11 @@ SELECT ok(NOT has_function_privilege('public', p.oid, 'EXECUTE'),
 SELECT is(rl_test.as_role('rl_test_reader', format('SELECT lo_get(%s)', checkpoint)),
           format('42501: permission denied for large object %s', checkpoint),
           'the reader cannot read a checkpoint large object directly')
-  FROM rl_mlops.models m JOIN v USING (version) WHERE n = 1;
+  FROM rl_mlops.models m JOIN v USING (version) WHERE m.agent = 'p' AND n = 1;
 SELECT is(rl_test.as_role('rl_test_reader', format('SELECT lo_unlink(%s)', checkpoint)),
           format('42501: must be owner of large object %s', checkpoint),
           'the reader cannot unlink a checkpoint large object')
-  FROM rl_mlops.models m JOIN v USING (version) WHERE n = 1;
+  FROM rl_mlops.models m JOIN v USING (version) WHERE m.agent = 'p' AND n = 1;
 SELECT is(rl_test.as_role('rl_test_reader', $$UPDATE rl_mlops.models SET state = 'active' WHERE false RETURNING 1$$),
           '42501: permission denied for table models', 'the reader cannot write the registry tables');
 SELECT is(rl_test.as_role('rl_test_reader', $$INSERT INTO rl_mlops.deployments (agent, version, action) VALUES ('p', 'x', 'deploy') RETURNING 1$$),

@@ -1,4 +1,4 @@
--- Retention (issue 3, DESIGN section 6): cleanup_old_models removes
+-- Retention (issue 3, ARCHITECTURE.md "A training run"): cleanup_old_models removes
 -- archived and rejected versions older than retention_days, never the
 -- active one, a pinned one or one of the newest keep_min; unlinks their
 -- large objects in the same transaction; reports what it removed and the

@@ -1,4 +1,4 @@
--- Serving (DESIGN section 8, issue 6): act, policy and value against an
+-- Serving (ARCHITECTURE.md "Serving", issue 6): act, policy and value against an
 -- independent forward pass in SQL; decide and backtest against
 -- observations and positions rebuilt in SQL; every error path; privileges
 -- (registry read as the owner, source read as the caller); the per-backend

@@ -82,11 +82,11 @@ SELECT is(pg_temp.problems_after(format('SELECT lo_put(%s, 300, ''\x00ff''::byte
 SELECT is(pg_temp.problems_after(format('SELECT lo_unlink(%s)', pg_temp.oid_of(4))),
           format('checkpoint_missing i %s', pg_temp.v(4)),
           'a registered version''s large object unlinked: checkpoint_missing');
-SELECT is(pg_temp.problems_after(format($f$UPDATE rl_mlops.models SET validation = NULL WHERE version = %L$f$, pg_temp.v(2))),
+SELECT is(pg_temp.problems_after(format($f$UPDATE rl_mlops.models SET validation = NULL WHERE agent = 'i' AND version = %L$f$, pg_temp.v(2))),
           format('active_not_validated i %s', pg_temp.v(2)),
           'an active version without a recorded validation: active_not_validated');
 SELECT is(pg_temp.problems_after(format($f$UPDATE rl_mlops.models SET validation = jsonb_set(validation, '{ok}', 'false')
-                                            WHERE version = %L$f$, pg_temp.v(2))),
+                                            WHERE agent = 'i' AND version = %L$f$, pg_temp.v(2))),
           format('active_not_validated i %s', pg_temp.v(2)),
           'an active version whose recorded validation failed: active_not_validated');
 SELECT is(pg_temp.problems_after($f$UPDATE rl_mlops.models SET state = 'archived' WHERE agent = 'i' AND state = 'active'$f$),
@@ -97,13 +97,13 @@ SELECT is(pg_temp.problems_after(format($f$INSERT INTO rl_mlops.deployments (age
           format('history_mismatch i %s', pg_temp.v(2)),
           'the history names another version than the active one: history_mismatch');
 SELECT is(pg_temp.problems_after(format($f$DROP INDEX rl_mlops.models_one_active_per_agent;
-                                            UPDATE rl_mlops.models SET state = 'active' WHERE version = %L$f$, pg_temp.v(1))),
+                                            UPDATE rl_mlops.models SET state = 'active' WHERE agent = 'i' AND version = %L$f$, pg_temp.v(1))),
           format('several_active i %s, %s', pg_temp.v(1), pg_temp.v(2)),
           'two active versions (the unique index dropped): several_active');
-SELECT is(pg_temp.problems_after(format($f$DELETE FROM rl_mlops.models WHERE version = %L$f$, pg_temp.v(3))),
+SELECT is(pg_temp.problems_after(format($f$DELETE FROM rl_mlops.models WHERE agent = 'i' AND version = %L$f$, pg_temp.v(3))),
           format('orphan_checkpoint - %s', pg_temp.oid_of(3)),
           'a version row deleted without its large object: orphan_checkpoint');
-SELECT is(pg_temp.problems_after(format($f$DELETE FROM rl_mlops.models WHERE version = %L$f$, pg_temp.v(3)), 'i'),
+SELECT is(pg_temp.problems_after(format($f$DELETE FROM rl_mlops.models WHERE agent = 'i' AND version = %L$f$, pg_temp.v(3)), 'i'),
           '', '... reported by check_integrity() of all agents only');
 SELECT is(pg_temp.problems_after($f$SELECT lo_from_bytea(0, '\x0102030405060708090a'::bytea)$f$), '',
           'a large object of the owner that holds no checkpoint is not ours: not reported');
@@ -119,7 +119,7 @@ SELECT is(pg_temp.problems_after(format($f$DO $d$ DECLARE
                                    BEGIN
                                        UPDATE rl_mlops.models SET checkpoint = lo_from_bytea(0, bad),
                                               sha256 = encode(sha256(bad), 'hex'), size_bytes = length(bad)
-                                        WHERE version = %L;
+                                        WHERE agent = 'i' AND version = %L;
                                        PERFORM lo_unlink(old);
                                    END $d$$f$, pg_temp.oid_of(3), pg_temp.v(3))),
           format('checkpoint_invalid i %s', pg_temp.v(3)),

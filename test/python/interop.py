@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PyTorch side of the rl_mlops checkpoint format (DESIGN sections 5 and 7).
+"""PyTorch side of the rl_mlops checkpoint format (ARCHITECTURE.md "The network and its checkpoint", "The trading environment").
 
 Proves that a PyTorch user can read and write our safetensors checkpoints
 with plain load_state_dict, and gives the tests PyTorch reference outputs.
@@ -43,7 +43,7 @@ MAX_HEADER = 100 * 1024 * 1024
 
 
 class TradingActorCritic(nn.Module):
-    """The network of DESIGN section 7."""
+    """The network of ARCHITECTURE.md "The trading environment"."""
 
     def __init__(self, obs_dim, hidden=64, n_actions=3):
         super().__init__()

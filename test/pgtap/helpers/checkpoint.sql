@@ -1,4 +1,4 @@
--- Test-only helpers: safetensors checkpoints built in SQL (DESIGN section 5),
+-- Test-only helpers: safetensors checkpoints built in SQL (ARCHITECTURE.md "The network and its checkpoint"),
 -- valid or corrupted on purpose.  Include with \ir inside a test's
 -- transaction, after CREATE EXTENSION; everything lives in schema rl_test
 -- and disappears with the test's ROLLBACK.
@@ -52,7 +52,7 @@ AS $$
       FROM generate_series(0, 7) AS i
 $$;
 
--- The network's tensors in PyTorch state_dict order (DESIGN section 7).
+-- The network's tensors in PyTorch state_dict order (ARCHITECTURE.md "The trading environment").
 CREATE FUNCTION rl_test.tensor_specs(obs_dim int, hidden int, optimizer boolean)
 RETURNS TABLE (ord int, name text, shape int[])
 LANGUAGE sql IMMUTABLE

@@ -1,4 +1,4 @@
--- Test-only helpers for serving (DESIGN section 8).  Include with \ir after
+-- Test-only helpers for serving (ARCHITECTURE.md "Serving").  Include with \ir after
 -- helpers/checkpoint.sql (schema rl_test, tensor_specs, f32le_hex, le64).
 --
 --   rl_test.serving_checkpoint(seed, window_size, hidden_size, n_features)
@@ -11,7 +11,7 @@
 --       an independent forward pass of that checkpoint in SQL and float8:
 --       the three probabilities, then the value
 --   rl_test.ref_obs(relation, symbol, at, position, window, sigma)
---       the observation DESIGN section 7 defines, built in SQL from a
+--       the observation ARCHITECTURE.md "The trading environment" defines, built in SQL from a
 --       relation (symbol text, ts timestamptz, price, features float4[])
 --   rl_test.argmax(float4[]) -> integer (0-based, first on ties)
 
