@@ -40,47 +40,56 @@ BEGIN
 END
 $$;
 
--- The agent's pg_cron job and how its last run went (pg_cron's
--- cron.job_run_details), if pg_cron is installed and the job exists.
--- SECURITY DEFINER to see every role's jobs; not granted to PUBLIC (it
--- tells which agents are scheduled): GRANT it to readers of
--- scheduler_status (see the README).
-CREATE OR REPLACE FUNCTION rl_mlops.cron_job(
-    agent text, OUT jobid bigint, OUT schedule text, OUT active boolean, OUT username text,
-    OUT last_run_status text, OUT last_run_message text, OUT last_run_at timestamptz)
-RETURNS record
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
+-- An agent's pg_cron job and how its last run went (cron.job_run_details).
+DO $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
-        EXECUTE 'SELECT jobid, schedule, active, username::text FROM cron.job WHERE jobname = $1'
-           INTO jobid, schedule, active, username
-          USING rl_mlops._cron_job_name(cron_job.agent);
-        IF jobid IS NOT NULL THEN
-            EXECUTE 'SELECT status, return_message, start_time FROM cron.job_run_details'
-                    ' WHERE jobid = $1 ORDER BY runid DESC LIMIT 1'
-               INTO last_run_status, last_run_message, last_run_at
-              USING jobid;
-        END IF;
+    IF pg_catalog.to_regtype('rl_mlops.cron_job_info') IS NULL THEN
+        CREATE TYPE rl_mlops.cron_job_info AS (
+            jobid bigint, schedule text, active boolean, username text,
+            last_run_status text, last_run_message text, last_run_at timestamptz);
     END IF;
 END
 $$;
 
--- cron_job() for the views and status(), which PUBLIC may call: empty
--- for a role that may not execute cron_job().
-CREATE OR REPLACE FUNCTION rl_mlops._cron_job_if_granted(
-    p_agent text, OUT jobid bigint, OUT schedule text, OUT active boolean, OUT username text,
-    OUT last_run_status text, OUT last_run_message text, OUT last_run_at timestamptz)
-RETURNS record
+-- The agent's pg_cron job, if pg_cron is installed and the job exists.
+-- SECURITY DEFINER to see every role's jobs; not granted to PUBLIC (it
+-- tells which agents are scheduled): GRANT it to readers of
+-- scheduler_status (see the README).
+CREATE OR REPLACE FUNCTION rl_mlops.cron_job(agent text)
+RETURNS rl_mlops.cron_job_info
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j rl_mlops.cron_job_info;
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
+        EXECUTE 'SELECT jobid, schedule, active, username::text FROM cron.job WHERE jobname = $1'
+           INTO j.jobid, j.schedule, j.active, j.username
+          USING rl_mlops._cron_job_name(cron_job.agent);
+        IF j.jobid IS NOT NULL THEN
+            EXECUTE 'SELECT status, return_message, start_time FROM cron.job_run_details'
+                    ' WHERE jobid = $1 ORDER BY runid DESC LIMIT 1'
+               INTO j.last_run_status, j.last_run_message, j.last_run_at
+              USING j.jobid;
+        END IF;
+    END IF;
+    RETURN j;
+END
+$$;
+
+-- cron_job() for the views and status(), which PUBLIC may call: NULL for
+-- a role that may not execute cron_job().
+CREATE OR REPLACE FUNCTION rl_mlops._cron_job_if_granted(p_agent text)
+RETURNS rl_mlops.cron_job_info
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF pg_catalog.has_function_privilege('rl_mlops.cron_job(text)', 'EXECUTE') THEN
-        SELECT * INTO jobid, schedule, active, username, last_run_status, last_run_message, last_run_at
-          FROM rl_mlops.cron_job(p_agent);
+        RETURN rl_mlops.cron_job(p_agent);
     END IF;
+    RETURN NULL;
 END
 $$;
 

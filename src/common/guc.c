@@ -14,6 +14,7 @@
 #include "utils/guc.h"
 
 #include "guc.h"
+#include "worker_protocol.h"
 
 static int	max_checkpoint_size_kb;
 static int	max_training_memory_mb;
@@ -64,8 +65,8 @@ rl_define_gucs(void)
 	DefineCustomBoolVariable("rl_mlops.test_pause_before_deploy_commit",
 							 "Tests only: training runs wait before committing their deployment.",
 							 "When on, a training worker that has deployed its model, but not yet committed, "
-							 "waits for advisory lock 1380732236 (the one-key form); a session holding "
-							 "that lock holds the deployment open.",
+							 "waits for advisory lock " CppAsString2(RL_TEST_PAUSE_LOCK) " (the one-key form); "
+							 "a session holding that lock holds the deployment open.",
 							 &test_pause_before_deploy_commit,
 							 false,
 							 PGC_SUSET, GUC_NOT_IN_SAMPLE,
