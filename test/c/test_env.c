@@ -2,10 +2,10 @@
  *
  * test_env.c
  *	  Standalone tests of the trading environment, the batched rollout with
- *	  GAE and the greedy backtest (src/env.c, src/rollout.c,
- *	  src/backtest.c).  Prints TAP lines, exits non-zero on any failure.
+ *	  GAE and the greedy backtest (src/core/env.c, src/core/rollout.c,
+ *	  src/core/backtest.c).  Prints TAP lines, exits non-zero on any failure.
  *
- * Built by test/c/Makefile.env.  When src/forward.c is missing or does not
+ * Built by test/c/Makefile.env.  When src/core/forward.c is missing or does not
  * compile, the Makefile defines RL_TEST_OWN_FORWARD and this file supplies
  * rl_forward and rl_argmax from its private reference implementation;
  * otherwise the real forward pass is also cross-checked against it.
@@ -15,33 +15,13 @@
  *-------------------------------------------------------------------------
  */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "env.h"
 #include "rollout.h"
 #include "backtest.h"
-
-static int	n_tests = 0;
-static int	n_failed = 0;
-
-/* One TAP line per check. */
-static int
-ok(int cond, const char *fmt,...)
-{
-	va_list		ap;
-
-	n_tests++;
-	if (!cond)
-		n_failed++;
-	printf("%sok %d - ", cond ? "" : "not ", n_tests);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	return cond;
-}
+#include "tap.h"
 
 /* Relative-or-absolute closeness for doubles. */
 static int
@@ -122,7 +102,7 @@ ref_argmax(const float *p, int n)
 }
 
 #ifdef RL_TEST_OWN_FORWARD
-/* Stand-in for src/forward.c when it is missing or does not compile. */
+/* Stand-in for src/core/forward.c when it is missing or does not compile. */
 void
 rl_forward(const RlWeights *w, const float *obs, float *probs, float *value,
 		   float *scratch)
@@ -1028,11 +1008,11 @@ test_backtest_feedback(void)
 				maxdiff = fmax(maxdiff, fabs(pa[j] - pb[j]));
 			maxdiff = fmax(maxdiff, fabs(va - vb));
 		}
-		ok(maxdiff < 1e-5, "src/forward.c agrees with the reference forward (max diff %.2g)",
+		ok(maxdiff < 1e-5, "src/core/forward.c agrees with the reference forward (max diff %.2g)",
 		   maxdiff);
 	}
 #else
-	ok(1, "# SKIP src/forward.c unavailable: private reference forward used");
+	ok(1, "# SKIP src/core/forward.c unavailable: private reference forward used");
 #endif
 }
 
@@ -1048,8 +1028,5 @@ main(void)
 	test_rollout();
 	test_backtest();
 	test_backtest_feedback();
-	printf("1..%d\n", n_tests);
-	if (n_failed > 0)
-		fprintf(stderr, "%d of %d tests failed\n", n_failed, n_tests);
-	return n_failed > 0 ? 1 : 0;
+	return done_testing();
 }

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * test_forward.c
- *	  Standalone TAP-style test of src/forward.c (no PostgreSQL needed).
+ *	  Standalone TAP-style test of src/core/forward.c (no PostgreSQL needed).
  *
  *	  test_forward [REFERENCE...] [--bench]
  *
@@ -25,21 +25,9 @@
 #include <time.h>
 
 #include "forward.h"
+#include "tap.h"
 
 #define TOL 1e-5
-
-static int	ntests = 0;
-static int	nfailed = 0;
-
-/* Report one test line; count failures for the exit status. */
-static void
-ok(int cond, const char *what, double detail)
-{
-	ntests++;
-	if (!cond)
-		nfailed++;
-	printf("%sok %d - %s (%.3g)\n", cond ? "" : "not ", ntests, what, detail);
-}
 
 /* A network with its own storage, so tests can fill weights freely. */
 typedef struct Net
@@ -200,7 +188,7 @@ test_hand_bias_only(void)
 	run(&n, obs, probs, &value);
 	ok(fabs(probs[0] - 1.0 / 6) < 1e-6 && fabs(probs[1] - 1.0 / 3) < 1e-6 &&
 	   fabs(probs[2] - 0.5) < 1e-6 && value == 0.25f,
-	   "zero weights, actor bias [0, ln 2, ln 3] gives 1/6, 1/3, 1/2 and value 0.25",
+	   "zero weights, actor bias [0, ln 2, ln 3] gives 1/6, 1/3, 1/2 and value 0.25 (%.3g)",
 	   fabs(probs[2] - 0.5));
 	net_free(&n);
 }
@@ -245,7 +233,7 @@ test_hand_tiny(void)
 	run(&n, obs, probs, &value);
 	err = fmax(fmax(fabs(probs[0] - e0 / s), fabs(probs[1] - e1 / s)),
 			   fmax(fabs(probs[2] - e2 / s), fabs(value - (2 * p - q + 0.5))));
-	ok(err < 1e-6, "hand-computed 2-2 network matches", err);
+	ok(err < 1e-6, "hand-computed 2-2 network matches (%.3g)", err);
 	net_free(&n);
 }
 
@@ -265,7 +253,7 @@ test_softmax_stable(void)
 	run(&n, obs, probs, &value);
 	ok(isfinite(probs[0]) && isfinite(probs[1]) &&
 	   fabs(probs[0] - 1 / (1 + exp(-1.0))) < 1e-6 && probs[2] == 0.0f,
-	   "logits 1000, 999, -1000 give finite probabilities", probs[0]);
+	   "logits 1000, 999, -1000 give finite probabilities (%.3g)", probs[0]);
 	net_free(&n);
 }
 
@@ -304,11 +292,11 @@ test_random_vs_f64(int window, int n_features, int hidden)
 	snprintf(what, sizeof(what),
 			 "obs_dim %d hidden %d: probabilities sum to 1 (200 random nets)",
 			 n.w.arch.obs_dim, hidden);
-	ok(worst_sum < 1e-6, what, worst_sum);
+	ok(worst_sum < 1e-6, "%s (%.3g)", what, worst_sum);
 	snprintf(what, sizeof(what),
 			 "obs_dim %d hidden %d: matches a float64 forward within 1e-5",
 			 n.w.arch.obs_dim, hidden);
-	ok(worst_diff < TOL, what, worst_diff);
+	ok(worst_diff < TOL, "%s (%.3g)", what, worst_diff);
 	net_free(&n);
 }
 
@@ -329,7 +317,7 @@ test_null_outputs(void)
 	run(&n, obs, probs2, NULL);
 	run(&n, obs, NULL, &value2);
 	ok(memcmp(probs, probs2, sizeof(probs)) == 0 && value == value2,
-	   "NULL probs or NULL value leaves the other output identical", 0);
+	   "NULL probs or NULL value leaves the other output identical (0)");
 	net_free(&n);
 }
 
@@ -342,11 +330,11 @@ test_argmax(void)
 	float		all[3] = {1.0f / 3, 1.0f / 3, 1.0f / 3};
 	float		last[3] = {0.1f, 0.2f, 0.7f};
 
-	ok(rl_argmax(tie01, 3) == 0, "argmax tie between 0 and 1 picks 0", 0);
-	ok(rl_argmax(tie12, 3) == 1, "argmax tie between 1 and 2 picks 1", 0);
-	ok(rl_argmax(all, 3) == 0, "argmax three-way tie picks 0", 0);
-	ok(rl_argmax(last, 3) == 2, "argmax picks the unique maximum", 0);
-	ok(rl_argmax(last, 1) == 0, "argmax of one element is 0", 0);
+	ok(rl_argmax(tie01, 3) == 0, "argmax tie between 0 and 1 picks 0 (0)");
+	ok(rl_argmax(tie12, 3) == 1, "argmax tie between 1 and 2 picks 1 (0)");
+	ok(rl_argmax(all, 3) == 0, "argmax three-way tie picks 0 (0)");
+	ok(rl_argmax(last, 3) == 2, "argmax picks the unique maximum (0)");
+	ok(rl_argmax(last, 1) == 0, "argmax of one element is 0 (0)");
 }
 
 /* Compare with PyTorch outputs written by interop.py reference. */
@@ -376,7 +364,7 @@ test_reference(const char *path)
 		n_actions != RL_N_ACTIONS || obs_dim != window + 1 + n_features ||
 		obs_dim > 512 || hidden > 512)
 	{
-		ok(0, "reference file readable", 0);
+		ok(0, "reference file readable (0)");
 		if (f)
 			fclose(f);
 		return;
@@ -387,7 +375,7 @@ test_reference(const char *path)
 		{
 			if (fscanf(f, "%lf", &x) != 1)
 			{
-				ok(0, "reference weights readable", 0);
+				ok(0, "reference weights readable (0)");
 				fclose(f);
 				return;
 			}
@@ -435,11 +423,11 @@ test_reference(const char *path)
 	snprintf(what, sizeof(what),
 			 "%s: %d observations (obs_dim %d, hidden %d) match PyTorch within 1e-5",
 			 path, nobs, obs_dim, hidden);
-	ok(nobs > 0 && worst < TOL, what, worst);
+	ok(nobs > 0 && worst < TOL, "%s (%.3g)", what, worst);
 	snprintf(what, sizeof(what),
 			 "%s: greedy actions agree with PyTorch (%d near-ties differ)",
 			 path, tie_argmax);
-	ok(nobs > 0 && bad_argmax == 0, what, bad_argmax);
+	ok(nobs > 0 && bad_argmax == 0, "%s (%.3g)", what, (double) bad_argmax);
 	net_free(&n);
 }
 
@@ -474,8 +462,8 @@ bench(void)
 		best = fmin(best, ((t1.tv_sec - t0.tv_sec) * 1e9 +
 						   (t1.tv_nsec - t0.tv_nsec)) / 50000);
 	}
-	printf("# rl_forward obs_dim 33 hidden 64: %.0f ns/call (best of 20) [%g]\n",
-		   best, sink != sink ? 0.0 : 1.0);
+	diag("rl_forward obs_dim 33 hidden 64: %.0f ns/call (best of 20) [%g]",
+		 best, sink != sink ? 0.0 : 1.0);
 	net_free(&n);
 }
 
@@ -498,6 +486,5 @@ main(int argc, char **argv)
 	for (i = 1; i < argc; i++)
 		if (strcmp(argv[i], "--bench") == 0)
 			bench();
-	printf("1..%d\n", ntests);
-	return nfailed == 0 ? 0 : 1;
+	return done_testing();
 }

@@ -5,21 +5,19 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use RlMlops;
 
 my $pkglibdir = `pg_config --pkglibdir`;
 chomp $pkglibdir;
 
-# DESIGN section 2: serving backends never load libtorch.
+# ARCHITECTURE.md "Processes and libraries": serving backends never load libtorch.
 my $ldd_serving = `ldd $pkglibdir/rl_mlops.so`;
 is($?, 0, 'ldd reads rl_mlops.so');
 unlike($ldd_serving, qr/torch|c10/, 'rl_mlops.so does not depend on libtorch');
 like(`ldd $pkglibdir/rl_mlops_trainer.so`, qr/libtorch/,
 	'rl_mlops_trainer.so links libtorch');
 
-my $node = PostgreSQL::Test::Cluster->new('trainer');
-$node->init;
-$node->append_conf('postgresql.conf', "restart_after_crash = on\n");
-$node->start;
+my $node = new_cluster('trainer', conf => 'restart_after_crash = on');
 $node->safe_psql('postgres', 'CREATE EXTENSION rl_mlops');
 
 # A check in a real worker; the calling backend must not map libtorch.

@@ -1,19 +1,18 @@
 # The registry survives pg_dump -Fc / pg_restore into a fresh database:
 # every model row, its large object (same bytes, same sha256) and the
 # active pointer; the restored registry keeps working; DROP EXTENSION
-# leaves no large object behind (DESIGN section 4).
+# leaves no large object behind (ARCHITECTURE.md "Tables").
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use RlMlops;
 
 my $src_tree = $ENV{RL_MLOPS_SRC} or die "RL_MLOPS_SRC is not set";
 my $helpers = slurp_file("$src_tree/test/pgtap/helpers/checkpoint.sql");
 
-my $node = PostgreSQL::Test::Cluster->new('dump');
-$node->init;
-$node->start;
+my $node = new_cluster('dump');
 $node->safe_psql('postgres', 'CREATE DATABASE src');
 $node->safe_psql('src', 'CREATE EXTENSION rl_mlops');
 $node->safe_psql('src', $helpers);

@@ -1,4 +1,4 @@
-# Training runs in a background worker (DESIGN sections 6 and 7): a
+# Training runs in a background worker (ARCHITECTURE.md "A training run", "The trading environment"): a
 # synchronous first training that really learns, live progress of an
 # asynchronous run, one run per agent, incremental training that continues
 # the optimizer, full retraining from scratch, an epochs override, the
@@ -11,12 +11,9 @@ use Test::More;
 use IPC::Run;
 use JSON::PP;
 use POSIX qw(ceil floor);
+use RlMlops;
 
-my $node = PostgreSQL::Test::Cluster->new('training');
-$node->init;
-$node->start;
-
-sub sql { return $node->safe_psql('postgres', $_[0]); }
+my $node = new_cluster('training');
 
 # A checkpoint as exported: the safetensors header (raw and parsed) and the
 # tensor bytes after it.
@@ -42,33 +39,20 @@ sub tensor
 	return unpack('f<*', substr($ck->{payload}, $from, $to - $from));
 }
 
-# Wait until a run has ended; returns its state.
-sub wait_run_end
-{
-	my $run = shift;
-	$node->poll_query_until('postgres',
-		"SELECT state IN ('succeeded', 'rejected', 'failed', 'cancelled') FROM rl_mlops.runs WHERE id = $run")
-	  or die "run $run did not end";
-	return sql("SELECT state FROM rl_mlops.runs WHERE id = $run");
-}
-
+# The metrics of a model version; versions are unique per agent only.
 sub metrics
 {
-	my $v = shift;
-	return decode_json(sql("SELECT metrics FROM rl_mlops.models WHERE version = '$v'"));
+	my ($agent, $v) = @_;
+	return decode_json(sql("SELECT metrics FROM rl_mlops.models WHERE agent = '$agent' AND version = '$v'"));
 }
 
 # 4 symbols x 3000 one-minute bars whose log returns are AR(1), phi 0.25:
 # momentum a policy can learn.  The default data_window (30 days) holds it
 # all; the last 20% of each series is the holdout.
 my ($symbols, $bars, $window, $episode, $minibatch, $passes) = (4, 3000, 32, 256, 256, 4);
-sql(q{
-	CREATE EXTENSION rl_mlops;
-	CREATE TABLE bars AS
-	SELECT * FROM rl_mlops.synthetic_bars(4, 3000, 0.25, 0.01, '2026-01-01', '1 minute', 0.42);
-	SELECT rl_mlops.create_agent('a', 'bars') IS NULL;
-	SELECT rl_mlops.configure('a', initial_epochs => 10, incremental_epochs => 3) IS NULL;
-});
+sql(q{CREATE EXTENSION rl_mlops});
+create_bars($node, 'bars', symbols => $symbols, bars => $bars, seed => 0.42);
+small_agent($node, 'a', 'bars', initial_epochs => 10, incremental_epochs => 3, data_window => undef);
 my $holdout = floor($bars * 0.2);
 my $train_decisions = $symbols * ($bars - $holdout - $window - 1);
 my $updates_per_epoch = $passes * ceil($train_decisions / $minibatch);
@@ -106,11 +90,11 @@ is( sql(qq{
 	"active|trained|$run1|10|t|t|t|t|true|architecture=true,forward_pass=true,libtorch_agreement=true,loads=true,readable=true|t|t",
 	'model row: active, trained by the run, every validation check passed incl. libtorch_agreement');
 
-my $m1 = metrics($v1);
+my $m1 = metrics('a', $v1);
 is_deeply([ sort keys %$m1 ],
-	[ sort qw(holdout initial sigma forward_max_diff periods_per_year symbols
+	[ sort qw(holdout initial holdout_ranges sigma forward_max_diff periods_per_year symbols
 		  train_decisions holdout_decisions warm_start libtorch) ],
-	'metrics of a first training: holdout and initial backtests, no champion');
+	'metrics of a first training: holdout and initial backtests, holdout bounds, no champion');
 for my $k (qw(holdout initial))
 {
 	is_deeply([ sort keys %{ $m1->{$k} } ],
@@ -211,7 +195,7 @@ is(sql(q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'rl_mlops tr
 	'no second worker appeared');
 is(sql(q{SELECT count(*) FROM rl_mlops.runs WHERE agent = 'a'}), '2', 'no second run row');
 
-is(wait_run_end($run2), 'succeeded', 'the asynchronous run succeeded');
+is((wait_run($node, $run2))[0], 'succeeded', 'the asynchronous run succeeded');
 my $v2 = sql("SELECT produced_version FROM rl_mlops.runs WHERE id = $run2");
 is( sql(qq{
 	SELECT concat_ws('|', r.epoch, r.epochs, r.parent_version, r.full_training, m.parent_version,
@@ -221,7 +205,7 @@ is( sql(qq{
 	 WHERE r.id = $run2}),
 	"$async_epochs|$async_epochs|$v1|f|$v1|$async_epochs|active|archived",
 	"incremental run: $async_epochs epochs (override), parent = previous active model, which is archived");
-my $m2 = metrics($v2);
+my $m2 = metrics('a', $v2);
 ok($m2->{warm_start}, 'metrics.warm_start is true');
 is($m2->{champion_version}, $v1, 'metrics.champion_version names the previous model');
 is_deeply([ sort keys %{ $m2->{champion} } ],
@@ -269,15 +253,14 @@ my $ck4 = checkpoint('a', $v4);
 is((tensor($ck4, 'optim.step'))[0], 10 * $updates_per_epoch, 'the optimizer started from zero');
 ok($ck4->{payload} eq $ck1->{payload},
 	'full retrain on the same data and seed gives the same tensor bytes as the first training');
-is(metrics($v4)->{champion_version}, $v3, 'the full run was still compared with the champion');
+is(metrics('a', $v4)->{champion_version}, $v3, 'the full run was still compared with the champion');
 
 #
 # 5. Determinism across agents: same table, same seed, one thread, full
 #    training: identical tensor payloads.  The headers differ, because
 #    __metadata__ holds each checkpoint's version (nothing else differs).
 #
-sql(q{SELECT rl_mlops.create_agent('b', 'bars') IS NULL;
-	  SELECT rl_mlops.configure('b', initial_epochs => 10, seed => 42, threads => 1) IS NULL;});
+small_agent($node, 'b', 'bars', initial_epochs => 10, seed => 42, threads => 1, data_window => undef);
 ($rc, $out, $err) = $node->psql('postgres', "SELECT rl_mlops.retrain('b', async => false)");
 like($err, qr/NOTICE:  run $out succeeded/, 'agent b trains');
 my $vb = sql("SELECT produced_version FROM rl_mlops.runs WHERE id = $out");
@@ -311,7 +294,7 @@ is(sql(q{SELECT version FROM rl_mlops.models WHERE agent = 'a' AND state = 'acti
 	'the active model did not change');
 is(sql(qq{SELECT concat_ws('|', state, validation ->> 'ok', validation #>> '{checks,deploy_gate,ok}',
 	                           validation #>> '{checks,deploy_gate,message}' ~ '^gate better', deployed_at IS NULL)
-	        FROM rl_mlops.models WHERE version = '$v6'}),
+	        FROM rl_mlops.models WHERE agent = 'a' AND version = '$v6'}),
 	'rejected|false|false|t|t', 'the candidate is rejected by its deploy_gate check, never deployed (retention removes it in time)');
 isnt(sql(q{SELECT last_retrain_time FROM rl_mlops.agents WHERE name = 'a'}), $last_before,
 	'a rejected attempt still counts as a retrain for the schedule');

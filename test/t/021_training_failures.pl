@@ -1,4 +1,4 @@
-# Training runs that must not start or must not deploy (DESIGN sections 6,
+# Training runs that must not start or must not deploy (ARCHITECTURE.md "A training run",
 # 9 and 10): argument errors, bad source data, a dropped column, a role
 # that cannot read the source, cancel_retrain(), no free worker slot, a
 # run above rl_mlops.max_training_memory.
@@ -10,12 +10,9 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
+use RlMlops;
 
-my $node = PostgreSQL::Test::Cluster->new('training_failures');
-$node->init;
-$node->start;
-
-sub sql { return $node->safe_psql('postgres', $_[0]); }
+my $node = new_cluster('training_failures');
 
 # What a failed run must not change: every model row of every agent, the
 # active versions and the large objects.
@@ -54,13 +51,11 @@ sub failing_run
 	return $run;
 }
 
+sql(q{CREATE EXTENSION rl_mlops});
+create_bars($node, 'src', symbols => 3, seed => 0.5);
+small_agent($node, 'f', 'src', initial_epochs => 2, incremental_epochs => 1, data_window => undef);
 sql(q{
-	CREATE EXTENSION rl_mlops;
-	CREATE TABLE src AS
-	SELECT * FROM rl_mlops.synthetic_bars(3, 1500, 0.25, 0.01, '2026-01-01', '1 minute', 0.5);
 	CREATE TABLE src_all AS SELECT * FROM src;
-	SELECT rl_mlops.create_agent('f', 'src') IS NULL;
-	SELECT rl_mlops.configure('f', initial_epochs => 2, incremental_epochs => 1) IS NULL;
 	CREATE ROLE alice LOGIN;
 	GRANT USAGE ON SCHEMA rl_mlops TO alice;
 	GRANT EXECUTE ON FUNCTION rl_mlops.retrain(text, boolean, integer, boolean) TO alice;
@@ -173,15 +168,15 @@ is(sql($registry_q), $before, 'registry unchanged');
 #
 my $row = q{(symbol, ts) = ('SYM002', '2026-01-01 10:00+00')};
 sql("UPDATE src SET price = NULL WHERE $row");
-failing_run('NULL price', qr/source has a NULL price for symbol "SYM002": Row 601 of the symbol in time order/);
+failing_run('NULL price', qr/price of symbol "SYM002" at \S+ \S+ is null: Column price of relation public.src must hold a price in every row\./);
 sql("UPDATE src SET price = 0 WHERE $row");
-failing_run('zero price', qr/invalid price for symbol "SYM002": price at index 600 is 0: prices must be finite and positive/);
+failing_run('zero price', qr/price of symbol "SYM002" at \S+ \S+ is not positive: The price is 0; log returns need finite prices greater than zero\./);
 sql("UPDATE src s SET price = a.price FROM src_all a WHERE (a.symbol, a.ts) = (s.symbol, s.ts) AND (s.symbol, s.ts) = ('SYM002', '2026-01-01 10:00+00')");
 
 # Too little data: 20 bars per symbol cannot fill a window of 32.
 sql(q{DELETE FROM src WHERE ts < (SELECT max(ts) FROM src) - interval '20 minutes'});
 failing_run('too little data',
-	qr/not enough training data: The last 30 days of the source hold 63 rows; every symbol needs at least 34 prices/);
+	qr/not enough training data: The last 30 days of the source hold 63 rows, counted back from its newest row \([^)]+\); every symbol needs at least 34 prices/);
 sql(q{INSERT INTO src SELECT * FROM src_all a WHERE a.ts < (SELECT max(ts) FROM src) - interval '20 minutes'});
 is(sql(q{SELECT count(*) FROM src}), '4500', 'source restored');
 
@@ -261,12 +256,12 @@ $node->restart;
 # after reading its data, before training.  Workers read the server's
 # value: wait until new sessions see it.
 #
-sql(q{ALTER SYSTEM SET rl_mlops.max_training_memory = '64MB'; SELECT pg_reload_conf()});
+sql(q{LOAD 'rl_mlops'; ALTER SYSTEM SET rl_mlops.max_training_memory = '64MB'; SELECT pg_reload_conf()});
 $node->poll_query_until('postgres', q{SELECT current_setting('rl_mlops.max_training_memory', true) = '64MB'})
   or die 'the new setting did not arrive';
 failing_run('memory bound',
 	qr/training run of agent "f" would need about \d+ MB, more than rl_mlops.max_training_memory \(64 MB\)/);
-sql(q{ALTER SYSTEM RESET rl_mlops.max_training_memory; SELECT pg_reload_conf()});
+sql(q{LOAD 'rl_mlops'; ALTER SYSTEM RESET rl_mlops.max_training_memory; SELECT pg_reload_conf()});
 $node->poll_query_until('postgres', q{SELECT current_setting('rl_mlops.max_training_memory', true) IS DISTINCT FROM '64MB'})
   or die 'the setting was not reset';
 

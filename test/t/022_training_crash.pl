@@ -1,20 +1,17 @@
-# A training worker killed with SIGKILL (DESIGN section 6): the postmaster
-# restarts the cluster, the run shows failed / "worker died" at once in
-# training_progress (its advisory lock is gone) and is marked so by the
-# next status() or the next run; the registry is unchanged and the next
+# A training worker killed with SIGKILL: the postmaster restarts the
+# cluster, the run shows failed / "worker died" at once in
+# training_progress and status() (its worker process is gone), without
+# either writing, and is marked so by the scheduler's next look
+# (retrain_due) or the next run; the registry is unchanged and the next
 # retrain succeeds.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use RlMlops;
 
-my $node = PostgreSQL::Test::Cluster->new('training_crash');
-$node->init;
-$node->append_conf('postgresql.conf', "restart_after_crash = on\n");
-$node->start;
-
-sub sql { return $node->safe_psql('postgres', $_[0]); }
+my $node = new_cluster('training_crash', conf => 'restart_after_crash = on');
 
 my $registry_q = q{
 	SELECT concat_ws(' / ',
@@ -24,13 +21,9 @@ my $registry_q = q{
 	    'large objects ' || (SELECT count(*) FROM pg_largeobject_metadata),
 	    'deployments ' || (SELECT count(*) FROM rl_mlops.deployments))};
 
-sql(q{
-	CREATE EXTENSION rl_mlops;
-	CREATE TABLE src AS
-	SELECT * FROM rl_mlops.synthetic_bars(2, 1500, 0.25, 0.01, '2026-01-01', '1 minute', 0.7);
-	SELECT rl_mlops.create_agent('k', 'src') IS NULL;
-	SELECT rl_mlops.configure('k', initial_epochs => 2) IS NULL;
-});
+sql(q{CREATE EXTENSION rl_mlops});
+create_bars($node, 'src', seed => 0.7);
+small_agent($node, 'k', 'src', initial_epochs => 2, data_window => undef);
 my ($rc, $out, $err) = $node->psql('postgres', "SELECT rl_mlops.retrain('k', async => false)");
 like($err, qr/NOTICE:  run $out succeeded/, 'agent k has a first model');
 
@@ -45,10 +38,7 @@ sub start_and_kill
 	my $pid = sql("SELECT worker_pid FROM rl_mlops.runs WHERE id = $run");
 	my $logpos = -s $node->logfile;
 	kill 'KILL', $pid or die "could not kill $pid: $!";
-	# wait for the crash restart to finish
-	$node->wait_for_log(qr/all server processes terminated; reinitializing/, $logpos);
-	$node->wait_for_log(qr/database system is ready to accept connections/, $logpos);
-	$node->poll_query_until('postgres', 'SELECT true') or die 'no restart';
+	wait_crash_restart($node, $logpos);
 	like(slurp_file($node->logfile, $logpos), qr/\(PID $pid\) was terminated by signal 9/,
 		"run $run: the worker was killed and the cluster restarted");
 	return ($run, $before);
@@ -61,8 +51,11 @@ is(sql("SELECT state FROM rl_mlops.runs WHERE id = $run"), 'training',
 	'the run row itself still says training');
 is(sql(q{SELECT status #>> '{status,scheduler,is_training}' FROM rl_mlops.status('k') status}),
 	'false', 'status() reports no training in progress');
+is(sql("SELECT state FROM rl_mlops.runs WHERE id = $run"), 'training',
+	'status() only reads: the run row still says training');
+sql(q{SELECT rl_mlops.retrain_due('k')});
 is( sql("SELECT concat_ws('|', state, error, finished_at IS NOT NULL) FROM rl_mlops.runs WHERE id = $run"),
-	'failed|worker died|t', 'status() marked the run failed: worker died');
+	'failed|worker died|t', 'the scheduler\'s look (retrain_due) marked the run failed: worker died');
 like(slurp_file($node->logfile), qr/rl_mlops: marked 1 run\(s\) of agent k failed: worker died/,
 	'and logged it');
 is(sql($registry_q), $before, 'models, active model, large objects unchanged');
@@ -76,8 +69,8 @@ is( sql("SELECT parent_version FROM rl_mlops.runs WHERE id = $next"),
 	sql(q{SELECT version FROM rl_mlops.models WHERE state = 'archived' ORDER BY version DESC LIMIT 1}),
 	'it warm-started from the model that was active during the crash');
 
-# Killed again; this time nobody calls status(): the next run's worker
-# finds the dead run and marks it.
+# Killed again; this time nobody looks: the next run's worker finds the
+# dead run and marks it.
 ($run, $before) = start_and_kill();
 is(sql("SELECT state FROM rl_mlops.runs WHERE id = $run"), 'training', 'the dead run is not marked yet');
 ($rc, $out, $err) = $node->psql('postgres', "SELECT rl_mlops.retrain('k', async => false, epochs => 1)");

@@ -13,12 +13,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use RlMlops;
 
-my $node = PostgreSQL::Test::Cluster->new('one_reader');
-$node->init;
-$node->start;
-
-sub sql { return $node->safe_psql('postgres', $_[0]); }
+my $node = new_cluster('one_reader');
 
 # (rc, stdout, stderr) with the SQLSTATE in error messages.
 sub run_verbose
@@ -27,13 +24,9 @@ sub run_verbose
 	return $node->psql('postgres', "\\set VERBOSITY verbose\n$q");
 }
 
-sql(q{
-	CREATE EXTENSION rl_mlops;
-	CREATE TABLE one AS
-	SELECT * FROM rl_mlops.synthetic_bars(1, 1500, 0.25, 0.01, '2026-01-01', '1 minute', 0.8);
-	SELECT rl_mlops.create_agent('one', 'one') IS NULL;
-	SELECT rl_mlops.configure('one', initial_epochs => 1, data_window => '10 days') IS NULL;
-});
+sql(q{CREATE EXTENSION rl_mlops});
+create_bars($node, 'one', symbols => 1, seed => 0.8);
+small_agent($node, 'one', 'one');
 
 #
 # 1. Gate and backtest_summary agree.
@@ -66,8 +59,7 @@ sub same_error
 	my ($name, $damage, $re) = @_;
 	sql(qq{DROP TABLE IF EXISTS bad; CREATE TABLE bad AS SELECT * FROM one; $damage});
 	sql(q{SELECT rl_mlops.drop_agent('bad') FROM rl_mlops.agents WHERE name = 'bad'});
-	sql(q{SELECT rl_mlops.create_agent('bad', 'bad') IS NULL;
-	      SELECT rl_mlops.configure('bad', initial_epochs => 1, data_window => '10 days') IS NULL});
+	small_agent($node, 'bad', 'bad');
 	my ($rc, $run, $err) = $node->psql('postgres', q{SELECT rl_mlops.retrain('bad', async => false)});
 	my $train_error = sql(qq{SELECT error FROM rl_mlops.runs WHERE id = $run});
 	# serving reads agent one's source: give it the damaged rows for a moment

@@ -1,4 +1,4 @@
-# Serving on a streaming hot standby (DESIGN section 8, issue 6): a deploy
+# Serving on a streaming hot standby (ARCHITECTURE.md "Serving", issue 6): a deploy
 # or rollback on the primary reaches the standby's serving backends through
 # the replayed relcache invalidation, with no file copying and no
 # reconnect; a deploy rolled back on the primary changes nothing there.
@@ -7,6 +7,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use RlMlops;
 
 my $src = $ENV{RL_MLOPS_SRC} // '.';
 my $tmp = PostgreSQL::Test::Utils::tempdir;
@@ -24,9 +25,7 @@ my $decide = "SELECT version FROM rl_mlops.decide('default', 'AAA')";
 my $cache = q{SELECT version || ' loads=' || loads
 	FROM rl_mlops.serving_cache() WHERE agent = 'default'};
 
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->start;
+my $primary = new_cluster('primary', init => { allows_streaming => 1 });
 $primary->safe_psql('postgres', q{
 	CREATE EXTENSION rl_mlops;
 	CREATE TABLE bars (symbol text, ts timestamptz, price float8);

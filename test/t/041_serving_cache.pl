@@ -1,4 +1,4 @@
-# The per-backend serving cache across sessions (DESIGN section 8, issue 6):
+# The per-backend serving cache across sessions (ARCHITECTURE.md "Serving", issue 6):
 # a deploy is served by other backends after it commits and never before;
 # a rolled-back deploy leaves every backend on the old model; no backend
 # polls (act() does not read the registry between invalidations); the C
@@ -8,6 +8,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use RlMlops;
 
 my $src = $ENV{RL_MLOPS_SRC} // '.';
 my $tmp = PostgreSQL::Test::Utils::tempdir;
@@ -58,9 +59,7 @@ sub max_diff
 	return $d;
 }
 
-my $node = PostgreSQL::Test::Cluster->new('serving');
-$node->init;
-$node->start;
+my $node = new_cluster('serving');
 $node->safe_psql('postgres', qq{
 	CREATE EXTENSION rl_mlops;
 	CREATE TABLE bars (symbol text, ts timestamptz, price float8);
@@ -138,7 +137,7 @@ is($b->query_safe($cache), "$v1 reads=4 loads=3", '... having parsed v1 again');
 $b->query_safe('BEGIN ISOLATION LEVEL REPEATABLE READ');
 $b->query_safe('SELECT count(*) FROM bars');
 $a->query_safe("SELECT rl_mlops.deploy_model('default', '$v2')");
-is($b->query_safe("SELECT count(*) FROM rl_mlops.models WHERE state = 'active' AND version = '$v2'"), '0',
+is($b->query_safe("SELECT count(*) FROM rl_mlops.models WHERE agent = 'default' AND state = 'active' AND version = '$v2'"), '0',
 	'B\'s repeatable-read snapshot does not see the deploy');
 is($b->query_safe($policy), $p2, '... but B serves the committed v2 once the invalidation arrived');
 $b->query_safe('COMMIT');

@@ -7,27 +7,23 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use RlMlops;
 
-my $node = PostgreSQL::Test::Cluster->new('scheduler');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_cron'
-cron.database_name = 'postgres'
-cron.host = '@{[$node->host]}'
-});
-$node->start;
+my $node = new_cluster('scheduler', cron => 1);
 
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION pg_cron;
 	CREATE EXTENSION rl_mlops;
 	CREATE TABLE public.bars AS
 	  SELECT * FROM rl_mlops.synthetic_bars(symbols => 2, bars => 1500);
-	SELECT rl_mlops.create_agent('weekly', 'public.bars');
-	SELECT rl_mlops.configure('weekly', initial_epochs => 3, data_window => '10 days');
+});
+small_agent($node, 'weekly', 'public.bars', initial_epochs => 3);
+$node->safe_psql('postgres', q{
 	CREATE ROLE trader LOGIN;
 	GRANT USAGE ON SCHEMA rl_mlops, cron TO trader;
 	GRANT SELECT ON public.bars TO trader;
 	GRANT EXECUTE ON FUNCTION rl_mlops.schedule_retraining(text, integer, text),
+	                          rl_mlops.cron_job(text),
 	                          rl_mlops.retrain_if_due(text),
 	                          rl_mlops.retrain(text, boolean, integer, boolean)
 	   TO trader;

@@ -21,18 +21,12 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use RlMlops;
 
 my $PAUSE_KEY = 1380732236;
 
-my $node = PostgreSQL::Test::Cluster->new('crash');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-restart_after_crash = on
-rl_mlops.test_pause_before_deploy_commit = on
-});
-$node->start;
-
-sub sql { return $node->safe_psql('postgres', $_[0]); }
+my $node = new_cluster('crash',
+	conf => [ 'restart_after_crash = on', 'rl_mlops.test_pause_before_deploy_commit = on' ]);
 
 # What no fault may change except through a committed deployment.
 my $state_q = q{
@@ -43,30 +37,9 @@ my $state_q = q{
 	    'deployments ' || (SELECT count(*) FROM rl_mlops.deployments),
 	    'large objects ' || (SELECT count(*) FROM pg_largeobject_metadata))};
 
-sub active { return sql(q{SELECT version FROM rl_mlops.models WHERE state = 'active'}); }
-
-# After a fault: status() looks (and so marks a dead run failed), then
-# nothing is unfinished and check_integrity() finds nothing.
-sub integrity_ok
-{
-	my $name = shift;
-	sql(q{SELECT rl_mlops.status('c')});
-	is(sql(q{SELECT count(*) FROM rl_mlops.runs
-	          WHERE state IN ('queued', 'preparing', 'training', 'validating', 'deploying')}),
-		'0', "$name: no run left unfinished");
-	is( sql(q{SELECT string_agg(kind || ' ' || coalesce(agent, '-') || ' ' || object || ': ' || detail, E'\n')
-	            FROM rl_mlops.check_integrity()}),
-		'', "$name: check_integrity() returns nothing");
-}
-
-# Wait for the crash restart that began after log position $pos.
-sub wait_crash_restart
-{
-	my $pos = shift;
-	$node->wait_for_log(qr/all server processes terminated; reinitializing/, $pos);
-	$node->wait_for_log(qr/database system is ready to accept connections/, $pos);
-	$node->poll_query_until('postgres', 'SELECT true') or die 'no restart';
-}
+# After each fault, integrity_ok($node, $name, 'c'): the scheduler's
+# decision looks (and so marks a dead run failed), then no run is left
+# unfinished and check_integrity() finds nothing.
 
 # The worker of run $run as pg_stat_activity shows it.
 sub worker_pid
@@ -107,16 +80,12 @@ sub start_paused_deploy
 # The holder session dies with the server; quitting it may complain.
 sub drop_session { my $s = shift; eval { $s->quit }; }
 
-sql(q{
-	CREATE EXTENSION rl_mlops;
-	CREATE TABLE bars AS
-	SELECT * FROM rl_mlops.synthetic_bars(2, 1500, 0.25, 0.01, '2026-01-01', '1 minute', 0.3);
-	SELECT rl_mlops.create_agent('c', 'bars') IS NULL;
-	SELECT rl_mlops.configure('c', initial_epochs => 2, incremental_epochs => 1, data_window => '10 days') IS NULL;
-});
+sql(q{CREATE EXTENSION rl_mlops});
+create_bars($node, 'bars', seed => 0.3);
+small_agent($node, 'c', 'bars', initial_epochs => 2, incremental_epochs => 1);
 my ($rc, $out, $err) = $node->psql('postgres', "SELECT rl_mlops.retrain('c', async => false)");
 like($err, qr/NOTICE:  run $out succeeded/, 'agent c has a first model (the pause lock is free: no wait)');
-integrity_ok('set-up');
+integrity_ok($node, 'set-up', 'c');
 
 #
 # 1. SIGKILL while training.
@@ -126,59 +95,59 @@ my $run = start_training();
 my $pid = worker_pid($run);
 my $pos = -s $node->logfile;
 kill 'KILL', $pid or die "could not kill $pid: $!";
-wait_crash_restart($pos);
+wait_crash_restart($node, $pos);
 like(slurp_file($node->logfile, $pos), qr/\(PID $pid\) was terminated by signal 9/,
 	'1. SIGKILL while training: crash restart');
 is(sql("SELECT state || '|' || error FROM rl_mlops.training_progress WHERE run_id = $run"),
 	'failed|worker died', '1. training_progress shows the run failed: worker died');
-integrity_ok('1. SIGKILL while training');
+integrity_ok($node, '1. SIGKILL while training', 'c');
 is(sql("SELECT state || '|' || error FROM rl_mlops.runs WHERE id = $run"), 'failed|worker died',
-	'1. after status() the run row says failed: worker died');
+	'1. after retrain_due() the run row says failed: worker died');
 is(sql($state_q), $before, '1. registry unchanged');
 ($rc, $out, $err) = $node->psql('postgres', "SELECT rl_mlops.retrain('c', async => false, epochs => 1)");
 like($err, qr/NOTICE:  run $out succeeded/, '1. the next retrain succeeds');
-integrity_ok('1. after the next retrain');
+integrity_ok($node, '1. after the next retrain', 'c');
 
 #
 # 2. SIGKILL while the deploy transaction is open.
 #
-my $old = active();
+my $old = active_version($node, 'c');
 my $deployments = sql(q{SELECT count(*) FROM rl_mlops.deployments});
 my ($holder, $candidate);
 ($holder, $run, $candidate) = start_paused_deploy();
 is(sql("SELECT state FROM rl_mlops.runs WHERE id = $run"), 'deploying', '2. the run is deploying');
-is(active(), $old, '2. while the deploy is uncommitted the old model is active');
-is(sql("SELECT state FROM rl_mlops.models WHERE version = '$candidate'"), 'validated',
+is(active_version($node, 'c'), $old, '2. while the deploy is uncommitted the old model is active');
+is(sql("SELECT state FROM rl_mlops.models WHERE agent = 'c' AND version = '$candidate'"), 'validated',
 	'2. the candidate is registered and validated (committed before the deploy)');
 $pid = worker_pid($run);
 $pos = -s $node->logfile;
 kill 'KILL', $pid or die "could not kill $pid: $!";
-wait_crash_restart($pos);
+wait_crash_restart($node, $pos);
 drop_session($holder);
-is(active(), $old, '2. after the crash the old model is still active');
-is(sql("SELECT state FROM rl_mlops.models WHERE version = '$candidate'"), 'validated',
+is(active_version($node, 'c'), $old, '2. after the crash the old model is still active');
+is(sql("SELECT state FROM rl_mlops.models WHERE agent = 'c' AND version = '$candidate'"), 'validated',
 	'2. the candidate stays validated, not half deployed');
 is(sql(q{SELECT count(*) FROM rl_mlops.deployments}), $deployments, '2. no deployment was recorded');
-integrity_ok('2. SIGKILL in the deploy transaction');
+integrity_ok($node, '2. SIGKILL in the deploy transaction', 'c');
 is(sql("SELECT state || '|' || error FROM rl_mlops.runs WHERE id = $run"), 'failed|worker died',
 	'2. the run is failed: worker died');
 is(sql("SELECT rl_mlops.deploy_model('c', '$candidate', 'by hand after the crash')"), $candidate,
 	'2. the candidate can still be deployed by hand');
-integrity_ok('2. after deploying it by hand');
+integrity_ok($node, '2. after deploying it by hand', 'c');
 
 #
 # 3. Immediate shutdown while the deploy transaction is open.
 #
-$old = active();
+$old = active_version($node, 'c');
 $before = sql($state_q);
 ($holder, $run, $candidate) = start_paused_deploy();
 $node->stop('immediate');
 drop_session($holder);
 $node->start;
-is(active(), $old, '3. after an immediate shutdown in the deploy transaction the old model is active');
-is(sql("SELECT state FROM rl_mlops.models WHERE version = '$candidate'"), 'validated',
+is(active_version($node, 'c'), $old, '3. after an immediate shutdown in the deploy transaction the old model is active');
+is(sql("SELECT state FROM rl_mlops.models WHERE agent = 'c' AND version = '$candidate'"), 'validated',
 	'3. the candidate stays validated');
-integrity_ok('3. immediate shutdown in the deploy transaction');
+integrity_ok($node, '3. immediate shutdown in the deploy transaction', 'c');
 is(sql("SELECT state || '|' || error FROM rl_mlops.runs WHERE id = $run"), 'failed|worker died',
 	'3. the run is failed: worker died');
 my $after = sql($state_q);
@@ -190,18 +159,18 @@ like($after, qr/^\Q$before\E,$candidate:validated:\d+ \/ active \Q$old\E \//,
 # 4. The deploy released and an immediate shutdown right after: the deploy
 # commits or not, never in part.
 #
-$old = active();
+$old = active_version($node, 'c');
 $deployments = sql(q{SELECT count(*) FROM rl_mlops.deployments});
 ($holder, $run, $candidate) = start_paused_deploy();
 $holder->query_safe("SELECT pg_advisory_unlock($PAUSE_KEY)");
 $node->stop('immediate');
 drop_session($holder);
 $node->start;
-sql(q{SELECT rl_mlops.status('c')});
+sql(q{SELECT rl_mlops.retrain_due('c')});
 my ($now_active, $run_state, $cand_state, $n_dep, $last_dep) = split /\|/, sql(qq{
 	SELECT concat_ws('|', (SELECT version FROM rl_mlops.models WHERE state = 'active'),
 	                 (SELECT state FROM rl_mlops.runs WHERE id = $run),
-	                 (SELECT state FROM rl_mlops.models WHERE version = '$candidate'),
+	                 (SELECT state FROM rl_mlops.models WHERE agent = 'c' AND version = '$candidate'),
 	                 (SELECT count(*) FROM rl_mlops.deployments),
 	                 (SELECT version || ' from ' || previous_version FROM rl_mlops.deployments ORDER BY id DESC LIMIT 1))});
 note("4. outcome: active $now_active, run $run_state");
@@ -209,7 +178,7 @@ ok( ($now_active eq $old && $run_state eq 'failed' && $cand_state eq 'validated'
 	  || ($now_active eq $candidate && $run_state eq 'succeeded' && $n_dep == $deployments + 1
 		&& $last_dep eq "$candidate from $old"),
 	'4. either nothing of the deploy happened or all of it (active, run, history)');
-integrity_ok('4. immediate shutdown right after the deploy was released');
+integrity_ok($node, '4. immediate shutdown right after the deploy was released', 'c');
 
 #
 # 5. Immediate shutdown while training.
@@ -218,7 +187,7 @@ $before = sql($state_q);
 $run = start_training();
 $node->stop('immediate');
 $node->start;
-integrity_ok('5. immediate shutdown while training');
+integrity_ok($node, '5. immediate shutdown while training', 'c');
 is(sql("SELECT state || '|' || error FROM rl_mlops.runs WHERE id = $run"), 'failed|worker died',
 	'5. the run is failed: worker died');
 is(sql($state_q), $before, '5. registry unchanged');
@@ -251,14 +220,14 @@ unlike($log, qr/terminated by signal|reinitializing/, '6. no crash restart');
 is(scalar(() = $log =~ /rl_mlops: Starting retraining of agent "c"/g), 2,
 	'6. each worker started once: never restarted');
 is(sql($state_q), $before, '6. registry unchanged');
-integrity_ok('6. terminate and cancel');
+integrity_ok($node, '6. terminate and cancel', 'c');
 
 #
 # 7. cancel_retrain() while the deploy transaction is open: the worker only
 # checks for a stop request before deploying, so the deploy commits once
 # the pause ends; either way the registry is consistent.
 #
-$old = active();
+$old = active_version($node, 'c');
 ($holder, $run, $candidate) = start_paused_deploy();
 is(sql(q{SELECT rl_mlops.cancel_retrain('c', timeout_ms => 100)}), $run,
 	'7. cancel_retrain() during the deploy returns the run');
@@ -273,7 +242,7 @@ note("7. outcome: active $now_active, run $run_state");
 ok( ($now_active eq $candidate && $run_state eq 'succeeded')
 	  || ($now_active eq $old && $run_state eq 'cancelled'),
 	'7. the late cancel leaves the deploy whole: the new model with a succeeded run, or the old one with a cancelled run');
-integrity_ok('7. cancel during the deploy');
+integrity_ok($node, '7. cancel during the deploy', 'c');
 
 $node->stop;
 done_testing();

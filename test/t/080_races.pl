@@ -13,25 +13,11 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use RlMlops;
 
 my $PAUSE_KEY = 1380732236;
 
-my $node = PostgreSQL::Test::Cluster->new('races');
-$node->init;
-$node->append_conf('postgresql.conf', "rl_mlops.test_pause_before_deploy_commit = on\n");
-$node->start;
-
-sub sql { return $node->safe_psql('postgres', $_[0]); }
-sub active { return sql(q{SELECT version FROM rl_mlops.models WHERE state = 'active'}); }
-
-sub integrity_ok
-{
-	my $name = shift;
-	sql(q{SELECT rl_mlops.status('r')});
-	is( sql(q{SELECT string_agg(kind || ' ' || coalesce(agent, '-') || ' ' || object || ': ' || detail, E'\n')
-	            FROM rl_mlops.check_integrity()}),
-		'', "$name: check_integrity() returns nothing");
-}
+my $node = new_cluster('races', conf => 'rl_mlops.test_pause_before_deploy_commit = on');
 
 # Wait until a backend whose query matches $re waits for a lock.
 sub wait_blocked
@@ -55,23 +41,19 @@ sub history_consistent
 		 WHERE previous_version IS DISTINCT FROM before}),
 		'0', "$name: each deployment's previous version is the one deployed before it");
 	is(sql(q{SELECT version FROM rl_mlops.deployments WHERE agent = 'r' ORDER BY id DESC LIMIT 1}),
-		active(), "$name: the last deployment is the active version");
+		active_version($node, 'r'), "$name: the last deployment is the active version");
 }
 
-sql(q{
-	CREATE EXTENSION rl_mlops;
-	CREATE TABLE bars AS
-	SELECT * FROM rl_mlops.synthetic_bars(2, 1500, 0.25, 0.01, '2026-01-01', '1 minute', 0.6);
-	SELECT rl_mlops.create_agent('r', 'bars') IS NULL;
-	SELECT rl_mlops.configure('r', initial_epochs => 2, incremental_epochs => 1, data_window => '10 days') IS NULL;
-});
+sql(q{CREATE EXTENSION rl_mlops});
+create_bars($node, 'bars', seed => 0.6);
+small_agent($node, 'r', 'bars', initial_epochs => 2, incremental_epochs => 1);
 my ($rc, $out, $err) = $node->psql('postgres', "SELECT rl_mlops.retrain('r', async => false)");
 like($err, qr/NOTICE:  run $out succeeded/, 'agent r has a first model');
 
 #
 # 1. retrain vs retrain.  With rl_mlops.runs locked against writes, the
-# first worker takes the agent's run lock and waits to insert its run row;
-# the second finds the lock taken and no run yet, and retries.
+# first worker takes the agent's row lock and waits to record its run; the
+# second waits for that row lock, then finds the first one's run.
 #
 my $runs_before = sql(q{SELECT count(*) FROM rl_mlops.runs});
 my $locker = $node->background_psql('postgres', on_error_stop => 0);
@@ -82,9 +64,10 @@ ok( $node->poll_query_until('postgres',
 		q{SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'rl_mlops trainer'}),
 	'1. two retrain() calls started two workers at once');
 ok( $node->poll_query_until('postgres', q{
-		SELECT count(*) = 1 FROM pg_stat_activity
+		SELECT string_agg(wait_event, ',' ORDER BY wait_event = 'relation') = 'transactionid,relation'
+		  FROM pg_stat_activity
 		 WHERE backend_type = 'rl_mlops trainer' AND wait_event_type = 'Lock'}),
-	'1. one of them holds the run lock and waits to record its run');
+	'1. one of them holds the agent\'s row lock and waits to record its run, the other waits for the row');
 $locker->query_safe('COMMIT');
 $locker->quit;
 my @ids;
@@ -101,7 +84,7 @@ $node->poll_query_until('postgres',
   or die "run $ids[0] did not end";
 is(sql("SELECT state FROM rl_mlops.runs WHERE id = $ids[0]"), 'succeeded', '1. and it succeeded');
 is(sql(q{SELECT count(*) FROM rl_mlops.models WHERE origin = 'trained'}), '2', '1. one model more, not two');
-integrity_ok('1. retrain vs retrain');
+integrity_ok($node, '1. retrain vs retrain', 'r');
 
 #
 # Versions to deploy: copies of the active checkpoint, validated.
@@ -119,11 +102,11 @@ my $s2 = $node->background_psql('postgres', on_error_stop => 0);
 $s1->query_safe("BEGIN; SELECT rl_mlops.deploy_model('r', '$v[0]', 'session 1');");
 $s2->query_until(qr/go/, "\\echo go\nSELECT rl_mlops.deploy_model('r', '$v[1]', 'session 2');\n");
 wait_blocked('session 2', '2. the second deploy');
-is(active(), sql(q{SELECT version FROM rl_mlops.deployments ORDER BY id DESC LIMIT 1}),
+is(active_version($node, 'r'), sql(q{SELECT version FROM rl_mlops.deployments ORDER BY id DESC LIMIT 1}),
 	'2. while both are in flight the committed state is unchanged');
 $s1->query_safe('COMMIT');
 $s2->{run}->pump until $s2->{stdout} =~ /\Q$v[1]\E/ || $s2->{timeout}->is_expired;
-is(active(), $v[1], '2. the second deploy waited for the first, then won');
+is(active_version($node, 'r'), $v[1], '2. the second deploy waited for the first, then won');
 is( sql(q{SELECT string_agg(version || ' from ' || previous_version || ' (' || reason || ')', ', ' ORDER BY id)
 	        FROM (SELECT * FROM rl_mlops.deployments ORDER BY id DESC LIMIT 2) d}),
 	"$v[0] from " . sql(q{SELECT previous_version FROM rl_mlops.deployments
@@ -142,7 +125,7 @@ like($s2->{stderr}, qr/NOTICE:  model version "\Q$v[2]\E" of agent "r" is alread
 	'2. the same version twice: the second deploy finds it already active');
 is(sql(q{SELECT count(*) FROM rl_mlops.deployments}), $n_dep + 1, '2. one deployment recorded, not two');
 history_consistent('2. the same version');
-integrity_ok('2. deploy vs deploy');
+integrity_ok($node, '2. deploy vs deploy', 'r');
 $s1->quit;
 $s2->quit;
 
@@ -166,13 +149,13 @@ wait_blocked('cleanup_old_models', '3. the cleanup');
 $s1->query_safe('COMMIT');
 $s2->{run}->pump until $s2->{stdout} =~ /cleanup \{/ || $s2->{timeout}->is_expired;
 unlike($s2->{stdout}, qr/"\Q$oldest\E"/, '3. the cleanup after the deploy did not remove the deployed version');
-is(active(), $oldest, '3. it is active');
+is(active_version($node, 'r'), $oldest, '3. it is active');
 is( sql(q{SELECT count(*) FROM rl_mlops.models m JOIN pg_largeobject_metadata l ON l.oid = m.checkpoint
 	       WHERE m.agent = 'r' AND (m.state = 'active' OR m.version IN
 	             (SELECT version FROM rl_mlops.models WHERE agent = 'r' ORDER BY created_at DESC, version DESC LIMIT 2))}),
 	'3', '3. the active version and the newest keep_min versions, with their large objects, are all there');
 history_consistent('3. deploy, then cleanup');
-integrity_ok('3. deploy vs cleanup');
+integrity_ok($node, '3. deploy vs cleanup', 'r');
 
 # cleanup first (uncommitted), then a deploy of a version it removes:
 # three more versions deployed in turn (kept meanwhile), two of them then
@@ -190,7 +173,7 @@ sql(q{UPDATE rl_mlops.models SET created_at = created_at - interval '1 day', arc
 my $victim = sql(q{SELECT rl_mlops.cleanup_old_models('r', dry_run => true) ->> 'removed'});
 ($victim) = $victim =~ /"([0-9_]+)"/;
 ok(defined $victim, "3. version $victim is a cleanup victim");
-my $before_active = active();
+my $before_active = active_version($node, 'r');
 $s1->query_safe("BEGIN; SELECT rl_mlops.cleanup_old_models('r');");
 $s2->query_until(qr/go2/, "\\echo go2\nSELECT rl_mlops.deploy_model('r', '$victim', 'too late');\n\\echo done2\n");
 wait_blocked('too late', '3. the deploy of a removed version');
@@ -198,8 +181,8 @@ $s1->query_safe('COMMIT');
 $s2->{run}->pump until $s2->{stdout} =~ /done2/ || $s2->{timeout}->is_expired;
 like($s2->{stderr}, qr/ERROR:  model version "\Q$victim\E" of agent "r" does not exist/,
 	'3. the deploy of a version the cleanup removed fails cleanly');
-is(active(), $before_active, '3. the active version is unchanged');
-integrity_ok('3. cleanup vs deploy');
+is(active_version($node, 'r'), $before_active, '3. the active version is unchanged');
+integrity_ok($node, '3. cleanup vs deploy', 'r');
 $s1->quit;
 $s2->quit;
 
@@ -208,7 +191,7 @@ $s2->quit;
 # held open; a rollback waits for it, then rolls back from the new model.
 #
 sql(q{SELECT rl_mlops.configure('r', retention_days => 30, keep_min => 3) IS NULL});
-my $old = active();
+my $old = active_version($node, 'r');
 my $holder = $node->background_psql('postgres', on_error_stop => 0);
 $holder->query_safe("SELECT pg_advisory_lock($PAUSE_KEY)");
 my $run = sql(q{SELECT rl_mlops.retrain('r', epochs => 1)});
@@ -220,7 +203,7 @@ my $new = sql("SELECT produced_version FROM rl_mlops.runs WHERE id = $run");
 $s1 = $node->background_psql('postgres', on_error_stop => 0);
 $s1->query_until(qr/go/, "\\echo go\nSELECT 'rolled back to ' || rl_mlops.rollback('r', reason => 'race');\n");
 wait_blocked('rollback', '4. the rollback');
-is(active(), $old, '4. while both wait, the old model is active');
+is(active_version($node, 'r'), $old, '4. while both wait, the old model is active');
 $holder->query_safe("SELECT pg_advisory_unlock($PAUSE_KEY)");
 $holder->quit;
 $s1->{run}->pump until $s1->{stdout} =~ /rolled back to/ || $s1->{timeout}->is_expired;
@@ -230,9 +213,9 @@ is( sql(q{SELECT string_agg(action || ' ' || version || ' from ' || previous_ver
 	        FROM (SELECT * FROM rl_mlops.deployments ORDER BY id DESC LIMIT 2) d}),
 	"deploy $new from $old, rollback $old from $new",
 	'4. the history: the retrain\'s deploy, then the rollback from it');
-is(active(), $old, '4. the old model is active again');
+is(active_version($node, 'r'), $old, '4. the old model is active again');
 history_consistent('4. rollback vs retrain');
-integrity_ok('4. rollback vs retrain');
+integrity_ok($node, '4. rollback vs retrain', 'r');
 $s1->quit;
 
 $node->stop;

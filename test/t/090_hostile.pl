@@ -17,33 +17,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use RlMlops;
 
-my $node = PostgreSQL::Test::Cluster->new('hostile');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_cron'
-cron.database_name = 'postgres'
-cron.host = '@{[$node->host]}'
-});
-$node->start;
-
-sub sql { return $node->safe_psql('postgres', $_[0]); }
-
-sub integrity_ok
-{
-	my $name = shift;
-	is( sql(q{SELECT string_agg(kind || ' ' || coalesce(agent, '-') || ' ' || object || ': ' || detail, E'\n')
-	            FROM rl_mlops.check_integrity()}),
-		'', "$name: check_integrity() returns nothing");
-}
-
-# A statement's error (psql's stderr), or '' if it succeeded.
-sub error_of
-{
-	my ($q, @opt) = @_;
-	my ($rc, $out, $err) = $node->psql('postgres', $q, @opt);
-	return $err;
-}
+my $node = new_cluster('hostile', cron => 1);
 
 my $registry_q = q{
 	SELECT concat_ws(' / ',
@@ -55,11 +31,9 @@ my $registry_q = q{
 sql(q{
 	CREATE EXTENSION pg_cron;
 	CREATE EXTENSION rl_mlops;
-	CREATE TABLE bars AS
-	SELECT * FROM rl_mlops.synthetic_bars(2, 1500, 0.25, 0.01, '2026-01-01', '1 minute', 0.8);
-	SELECT rl_mlops.create_agent('big', 'bars') IS NULL;
-	SELECT rl_mlops.configure('big', initial_epochs => 1, data_window => '10 days') IS NULL;
 });
+create_bars($node, 'bars', seed => 0.8);
+small_agent($node, 'big', 'bars');
 my ($rc, $out, $err) = $node->psql('postgres', "SELECT rl_mlops.retrain('big', async => false)");
 like($err, qr/NOTICE:  run $out succeeded/, 'agent big has a model');
 
@@ -73,10 +47,10 @@ sql("BEGIN; SELECT lo_truncate(lo_open($zoid, 131072), 201326592); COMMIT;");
 my $zeros = "lo_get($zoid)";
 my $before = sql($registry_q);
 my $pos = -s $node->logfile;
-$err = error_of(qq{SELECT rl_mlops.import_model('big', rl_mlops.export_model('big') || $zeros)});
+$err = error_of($node, qq{SELECT rl_mlops.import_model('big', rl_mlops.export_model('big') || $zeros)});
 like($err, qr/ERROR:  invalid checkpoint data layout\nDETAIL:  The last 201326592 data bytes belong to no tensor\./,
 	'1. a valid checkpoint followed by 200 MB is refused: the bytes belong to no tensor');
-$err = error_of(qq{
+$err = error_of($node, qq{
 	WITH h AS (SELECT convert_to('{"__metadata__":{"format":"rl_mlops/1","window":"32","n_features":"0",'
 	                             '"obs_dim":"33","hidden":"64","n_actions":"3","sigma":"0.01"},'
 	                             '"pad":{"dtype":"F32","shape":[50331648],"data_offsets":[0,201326592]}}', 'UTF8') AS h)
@@ -86,7 +60,7 @@ $err = error_of(qq{
 	  FROM h});
 like($err, qr/ERROR:  unexpected tensor "pad" in checkpoint/,
 	'1. a checkpoint whose one tensor holds 200 MB is parsed, then refused by the architecture check');
-$err = error_of(qq{SET rl_mlops.max_checkpoint_size = '100MB';
+$err = error_of($node, qq{SET rl_mlops.max_checkpoint_size = '100MB';
 	SELECT rl_mlops.import_model('big', rl_mlops.export_model('big') || $zeros)});
 like($err, qr/ERROR:  checkpoint is too large\nDETAIL:  The checkpoint has 20\d{7} bytes; the limit is 104857600\./,
 	'1. with max_checkpoint_size = 100MB it is refused before parsing');
@@ -100,12 +74,12 @@ is(sql("SELECT length(lo_get($oid))"), $size + 201326592, '1. the active checkpo
 like(sql("SELECT kind || ' ' || object || ': ' || detail FROM rl_mlops.check_integrity()"),
 	qr/^checkpoint_corrupt $version: .*does not match its sha256/,
 	'1. check_integrity() reports it (read in chunks, no 1 GB limit)');
-$err = error_of("SELECT length(rl_mlops.export_model('big'))");
+$err = error_of($node, "SELECT length(rl_mlops.export_model('big'))");
 like($err, qr/ERROR:  checkpoint large object $oid does not match its sha256/,
 	'1. export_model refuses it: sha256 mismatch');
 like(sql("SELECT rl_mlops.validate_model('big', '$version') #>> '{checks,readable,message}'"),
 	qr/does not match its sha256/, '1. validate_model records the mismatch');
-$err = error_of(q{SELECT rl_mlops.act(array_fill(0.1::real, ARRAY[33]), 'big')});
+$err = error_of($node, q{SELECT rl_mlops.act(array_fill(0.1::real, ARRAY[33]), 'big')});
 like($err, qr/ERROR:  .*large object $oid/, '1. serving refuses it with an error naming the large object');
 unlike(slurp_file($node->logfile, $pos), qr/terminated by signal|invalid memory alloc request size/,
 	'1. no crash, no 1 GB allocation error');
@@ -114,7 +88,7 @@ like(sql("SELECT kind FROM rl_mlops.check_integrity()"), qr/^active_not_validate
 	'1. restored, the active model still carries its failed validation');
 is(sql("SELECT rl_mlops.validate_model('big', '$version') ->> 'ok'"), 'true', '1. validated again');
 sql("SELECT lo_unlink($zoid)");
-integrity_ok('1. 200 MB checkpoints');
+integrity_ok($node, '1. 200 MB checkpoints');
 
 #
 # 2. Names that try to inject.
@@ -151,21 +125,18 @@ sql(qq{UPDATE rl_mlops.agents SET last_retrain_time = now() - interval '2 days' 
 my $decision = sql($command);
 like($decision, qr/"started": true/, '2. the job\'s command starts a run once due');
 my ($run) = $decision =~ /"run_id": (\d+)/;
-$node->poll_query_until('postgres',
-	"SELECT state IN ('succeeded', 'rejected', 'failed', 'cancelled') FROM rl_mlops.runs WHERE id = $run")
-  or die "run $run did not end";
+wait_run($node, $run);
 is(sql("SELECT trigger || ' ' || state FROM rl_mlops.runs WHERE id = $run"), 'schedule succeeded',
 	'2. the scheduled run succeeds');
 ok(sql(qq{SELECT rl_mlops.unschedule_retraining('$agent_lit')}), '2. unscheduled');
 is(sql(q{SELECT to_regclass('public.victim') IS NOT NULL}), 't', '2. the victim table still exists');
 
 my $long = 'ё' x 40;    # 40 characters, 80 bytes
-sql(qq{SELECT rl_mlops.create_agent('$long', 'bars') IS NULL;
-	SELECT rl_mlops.configure('$long', initial_epochs => 1, data_window => '10 days') IS NULL});
+small_agent($node, $long, 'bars');
 ($rc, $out, $err) = $node->psql('postgres', "SELECT rl_mlops.retrain('$long', async => false)");
 like($err, qr/NOTICE:  run \d+ succeeded/,
 	'2. an agent name create_agent() accepts (40 characters, 80 bytes) can be trained');
-integrity_ok('2. hostile names');
+integrity_ok($node, '2. hostile names');
 
 #
 # 3. No reading another role's data through a run.
@@ -186,10 +157,10 @@ sql(q{
 });
 $before = sql($registry_q);
 my $runs = sql(q{SELECT count(*) FROM rl_mlops.runs});
-$err = error_of(q{SELECT rl_mlops.retrain('bobs', async => false)}, extra_params => [ '-U', 'alice' ]);
+$err = error_of($node, q{SELECT rl_mlops.retrain('bobs', async => false)}, extra_params => [ '-U', 'alice' ]);
 like($err, qr/ERROR:  permission denied to train agent "bobs"/,
 	'3. alice cannot train an agent over bob\'s table');
-$err = error_of(q{
+$err = error_of($node, q{
 	CREATE VIEW alice_view AS SELECT * FROM bob_bars;
 	SELECT rl_mlops.create_agent('spy', 'alice_view') IS NULL;
 	SELECT rl_mlops.retrain('spy', async => false);}, extra_params => [ '-U', 'alice' ]);
@@ -198,7 +169,7 @@ like($err, qr/WARNING:  run \d+ ended failed\nDETAIL:  permission denied for tab
 is(sql(q{SELECT count(*) FROM rl_mlops.runs}), $runs + 1, '3. one (failed) run');
 is(sql(q{SELECT requested_by FROM rl_mlops.runs ORDER BY id DESC LIMIT 1}), 'alice', '3. requested by alice');
 is(sql($registry_q), $before, '3. no model came out of bob\'s data');
-integrity_ok('3. privileges');
+integrity_ok($node, '3. privileges');
 
 #
 # 4. Planted functions and operators.  mallory may retrain; her
@@ -210,12 +181,11 @@ sql(q{
 	GRANT CREATE ON SCHEMA public TO mallory;
 	GRANT SELECT ON bars TO mallory;
 	GRANT EXECUTE ON FUNCTION rl_mlops.retrain(text, boolean, integer, boolean) TO mallory;
-	SELECT rl_mlops.create_agent('m', 'bars') IS NULL;
-	SELECT rl_mlops.configure('m', initial_epochs => 1, data_window => '10 days') IS NULL;
 	CREATE TABLE public.planted_calls (fn text, as_user name, backend text);
 	GRANT INSERT ON public.planted_calls TO PUBLIC;
 	ALTER ROLE mallory SET search_path = public, pg_catalog;
 });
+small_agent($node, 'm', 'bars');
 my @planted = (
 	[ 'texteq',               'a text, b text',         'boolean',     'pg_catalog.texteq(a, b)' ],
 	[ 'int8eq',               'a bigint, b bigint',     'boolean',     'pg_catalog.int8eq(a, b)' ],
@@ -266,7 +236,7 @@ is(sql(q{SELECT string_agg(DISTINCT fn || ' as ' || as_user || ' in ' || backend
 	'', '4. none ran with another role\'s rights');
 is(sql(q{SELECT string_agg(DISTINCT fn || ' as ' || as_user || ' in ' || backend, ', ') FROM public.planted_calls}),
 	'', '4. retrain() called none of them at all');
-integrity_ok('4. planted functions');
+integrity_ok($node, '4. planted functions');
 
 $node->stop;
 done_testing();

@@ -23,20 +23,11 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
+use RlMlops;
 
-my $node = PostgreSQL::Test::Cluster->new('security');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'pg_cron'
-cron.database_name = 'postgres'
-cron.host = '@{[$node->host]}'
-# a crash (the bug this test catches) restarts the cluster, so that the
-# rest of the test still runs and reports
-restart_after_crash = on
-});
-$node->start;
-
-sub sql { return $node->safe_psql('postgres', $_[0]); }
+# A crash (the bug this test catches) restarts the cluster, so that the
+# rest of the test still runs and reports.
+my $node = new_cluster('security', cron => 1, conf => 'restart_after_crash = on');
 
 # (rc, stdout, stderr) of a script run by a role; errors with their SQLSTATE.
 sub as_role
@@ -45,43 +36,12 @@ sub as_role
 	return $node->psql('postgres', "\\set VERBOSITY verbose\n$q", extra_params => [ '-U', $role ]);
 }
 
-sub integrity_ok
-{
-	my $name = shift;
-	is( sql(q{SELECT string_agg(kind || ' ' || coalesce(agent, '-') || ' ' || object || ': ' || detail, E'\n')
-	            FROM rl_mlops.check_integrity()}),
-		'', "$name: check_integrity() returns nothing");
-}
-
 # No process of the cluster died of a signal since log position $pos.
 sub no_crash_ok
 {
 	my ($name, $pos) = @_;
 	unlike(slurp_file($node->logfile, $pos), qr/terminated by signal|all server processes terminated/,
 		"$name: no process died of a signal, no crash restart");
-}
-
-# Wait for a run to end; returns its state and error.  A worker that died
-# shows as failed in training_progress at once.
-sub wait_run
-{
-	my $run = shift;
-	return ('no run', '') unless defined $run && $run =~ /^\d+$/;
-	$node->poll_query_until('postgres', qq{
-		SELECT state IN ('succeeded', 'rejected', 'failed', 'cancelled')
-		  FROM rl_mlops.training_progress WHERE run_id = $run})
-	  or die "run $run did not end";
-	return split /\|/,
-	  sql("SELECT state || '|' || coalesce(error, '') FROM rl_mlops.training_progress WHERE run_id = $run"), 2;
-}
-
-# A small agent over a table or view, created by the superuser.
-sub small_agent
-{
-	my ($agent, $source, $epochs) = @_;
-	$epochs //= 1;
-	sql(qq{SELECT rl_mlops.create_agent('$agent', '$source') IS NULL;
-		SELECT rl_mlops.configure('$agent', initial_epochs => $epochs, data_window => '10 days') IS NULL});
 }
 
 my $super = sql(q{SELECT current_user});
@@ -94,8 +54,9 @@ my ($rc, $out, $err, $pos, $run, $state, $error, $run1, $run2);
 sql(q{
 	CREATE EXTENSION pg_cron;
 	CREATE EXTENSION rl_mlops;
-	CREATE TABLE public.bars AS
-	SELECT * FROM rl_mlops.synthetic_bars(2, 1500, 0.25, 0.01, '2026-01-01', '1 minute', 0.8);
+});
+create_bars($node, 'public.bars', seed => 0.8);
+sql(q{
 	CREATE TABLE public.trojan_log (fn text, who name, backend text);
 	GRANT INSERT ON public.trojan_log TO PUBLIC;
 
@@ -217,9 +178,9 @@ my $foreign_calls = q{
 # mallory's table, whose policy moves the reader's search_path.
 #
 $pos = -s $node->logfile;
-small_agent('rls', 'mallory.bars');
+small_agent($node, 'rls', 'mallory.bars');
 ($rc, $out, $err) = as_role('ops', q{SELECT rl_mlops.retrain('rls', async => false)});
-($state, $error) = wait_run($out);
+($state, $error) = wait_run($node, $out);
 like($state, qr/^(succeeded|rejected)$/, "1. ops's run over the table with the trojan policy ends well ($state $error)")
   or diag $err;
 isnt(sql(q{SELECT count(*) FROM public.trojan_log WHERE fn = 'hook'}), '0',
@@ -228,23 +189,23 @@ is(sql($foreign_calls), '', "1. no planted code ran as $super (or any role but o
 is(sql(q{SELECT count(*) FROM rl_mlops.models WHERE agent = 'rls' AND state = 'active'}), '1',
 	'1. agent rls has an active model');
 no_crash_ok('1. trojan through RLS', $pos);
-integrity_ok('1. trojan through RLS');
+integrity_ok($node, '1. trojan through RLS');
 sql(q{TRUNCATE public.trojan_log});
 
 #
 # 2. The same through a view whose WHERE clause calls the hook.
 #
 $pos = -s $node->logfile;
-small_agent('viewtrojan', 'mallory.bars_v');
+small_agent($node, 'viewtrojan', 'mallory.bars_v');
 ($rc, $out, $err) = as_role('ops', q{SELECT rl_mlops.retrain('viewtrojan', async => false)});
-($state, $error) = wait_run($out);
+($state, $error) = wait_run($node, $out);
 like($state, qr/^(succeeded|rejected)$/, "2. ops's run over the trojan view ends well ($state $error)")
   or diag $err;
 isnt(sql(q{SELECT count(*) FROM public.trojan_log WHERE fn = 'hook'}), '0',
 	'2. the view\'s hook ran: the attack was attempted');
 is(sql($foreign_calls), '', "2. no planted code ran as $super");
 no_crash_ok('2. trojan through a view', $pos);
-integrity_ok('2. trojan through a view');
+integrity_ok($node, '2. trojan through a view');
 sql(q{TRUNCATE public.trojan_log});
 
 #
@@ -280,7 +241,7 @@ $node->safe_psql('postgres', q{
 like($err, qr/NOTICE:  00000: denied: permission denied for table secret_bars/,
 	'3. create_agent over a security_invoker view of a table ops cannot read: 42501 for secret_bars');
 is(sql(q{SELECT count(*) FROM rl_mlops.agents WHERE name = 'secretview'}), '0', '3. no agent secretview');
-integrity_ok('3. create_agent reads as the caller');
+integrity_ok($node, '3. create_agent reads as the caller');
 
 #
 # 4. The source dropped or swapped around a run, a column dropped or
@@ -298,7 +259,7 @@ $pos = -s $node->logfile;
 sub source_gone_ok
 {
 	my ($name, $run, $err) = @_;
-	my ($state, $error) = wait_run($run);
+	my ($state, $error) = wait_run($node, $run);
 	ok( $state =~ /^(succeeded|rejected)$/
 		  || ($state eq 'failed' && $error =~ /no longer exists|does not exist|replaced/)
 		  || (!defined $run && $err =~ /ERROR:  .*(no longer exists|does not exist)/),
@@ -338,7 +299,7 @@ sub retrain_while_blocked
 for my $i (1 .. 8)
 {
 	sql(qq{CREATE TABLE public.drop$i AS TABLE public.bars});
-	small_agent("drop$i", "public.drop$i", $i == 8 ? 30 : 1);
+	small_agent($node, "drop$i", "public.drop$i", initial_epochs => ($i == 8 ? 30 : 1));
 }
 for my $i (1 .. 5)
 {
@@ -360,8 +321,8 @@ no_crash_ok('4a. source dropped', $pos);
 $pos = -s $node->logfile;
 sql(q{CREATE TABLE public.swapme AS TABLE public.bars;
 	CREATE TABLE public.swapme2 AS TABLE public.bars});
-small_agent('swap', 'public.swapme');
-small_agent('swap2', 'public.swapme2');
+small_agent($node, 'swap', 'public.swapme');
+small_agent($node, 'swap2', 'public.swapme2');
 ($rc, $out, $err) = $node->psql('postgres', q{
 	SELECT rl_mlops.retrain('swap');
 	CREATE TABLE public.swapme_new AS TABLE public.swapme;
@@ -383,11 +344,11 @@ unlike($err, qr/permission denied/, '4c. not "permission denied"');
 
 $pos = -s $node->logfile;
 sql(q{CREATE TABLE public.coldrop AS TABLE public.bars});
-small_agent('coldrop', 'public.coldrop');
+small_agent($node, 'coldrop', 'public.coldrop');
 sql(q{ALTER TABLE public.coldrop DROP COLUMN price});
 ($rc, $out, $err) = $node->psql('postgres', "\\set VERBOSITY verbose\nSELECT rl_mlops.retrain('coldrop', async => false)");
 ($run) = $out =~ /^(\d+)/;
-($state, $error) = wait_run($run);
+($state, $error) = wait_run($node, $run);
 ok( ($err =~ /ERROR:  42703: .*price/ && !defined $run)
 	  || ($state eq 'failed' && $error =~ /price/),
 	"4d. the price column dropped: an error naming it (" . ($run ? "$state $error" : $err) . ')');
@@ -396,22 +357,22 @@ no_crash_ok('4d. column dropped', $pos);
 
 $pos = -s $node->logfile;
 sql(q{CREATE TABLE public.coltype AS TABLE public.bars});
-small_agent('coltype', 'public.coltype');
+small_agent($node, 'coltype', 'public.coltype');
 sql(q{ALTER TABLE public.coltype ALTER COLUMN price TYPE text USING price::text});
 ($rc, $out, $err) = $node->psql('postgres', "\\set VERBOSITY verbose\nSELECT rl_mlops.retrain('coltype', async => false)");
 ($run) = $out =~ /^(\d+)/;
-($state, $error) = wait_run($run);
+($state, $error) = wait_run($node, $run);
 ok( ($err =~ /ERROR:  [0-9A-Z]{5}: .*price/ && !defined $run)
 	  || ($state eq 'failed' && $error =~ /price/),
 	"4e. the price column retyped to text: an error naming it (" . ($run ? "$state $error" : $err) . ')');
 is(sql(q{SELECT count(*) FROM rl_mlops.models WHERE agent = 'coltype'}), '0', '4e. no model');
 no_crash_ok('4e. column retyped', $pos);
-integrity_ok('4. dropped and swapped sources');
+integrity_ok($node, '4. dropped and swapped sources');
 
 #
 # 5. No lock a stranger can take.
 #
-small_agent('lockme', 'public.bars');
+small_agent($node, 'lockme', 'public.bars');
 my $stranger = $node->background_psql('postgres', on_error_stop => 0, extra_params => [ '-U', 'stranger' ]);
 $stranger->query_safe(q{SELECT pg_advisory_lock(1380732236, hashtext('lockme'))});
 $stranger->query_safe(q{SELECT pg_advisory_lock(1380732236)});
@@ -420,15 +381,15 @@ is(sql(q{SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
 	'5a. stranger (no grant at all) holds both advisory locks');
 ($rc, $out, $err) = $node->psql('postgres', q{SELECT rl_mlops.retrain('lockme', async => false)});
 ($run) = $out =~ /^(\d+)/;
-($state, $error) = wait_run($run);
+($state, $error) = wait_run($node, $run);
 is($state, 'succeeded', '5a. retrain(\'lockme\') is not blocked by the stranger\'s locks') or diag $err;
 is(sql(q{SELECT count(*) FROM rl_mlops.models WHERE agent = 'lockme' AND state = 'active'}), '1',
 	'5a. agent lockme has an active model');
 $stranger->quit;
 
 is(sql(q{SELECT hashtext('a39477') = hashtext('a246055')}), 't', '5b. a39477 and a246055 share a hashtext');
-small_agent('a39477', 'public.bars');
-small_agent('a246055', 'public.bars');
+small_agent($node, 'a39477', 'public.bars');
+small_agent($node, 'a246055', 'public.bars');
 # The run of a39477 is held (rl_mlops.models locked) while a246055's starts.
 {
 	my $holder = $node->background_psql('postgres', on_error_stop => 0);
@@ -458,11 +419,11 @@ small_agent('a246055', 'public.bars');
 	  or diag $callers[0]->{stderr} . $callers[1]->{stderr};
 	$_->quit for @callers;
 }
-my @s1 = wait_run($run1);
-my @s2 = wait_run($run2);
+my @s1 = wait_run($node, $run1);
+my @s2 = wait_run($node, $run2);
 is($s1[0], 'succeeded', "5b. run of a39477 succeeded (@s1)");
 is($s2[0], 'succeeded', "5b. run of a246055 succeeded (@s2)");
-integrity_ok('5. locks');
+integrity_ok($node, '5. locks');
 
 #
 # 6. No SECURITY DEFINER function of the extension is executable by PUBLIC.
@@ -489,7 +450,7 @@ like($err, qr/ERROR:  42501: permission denied/, '6. stranger: retrain_due() is 
 ($rc, $out, $err) = as_role('peeker', q{SELECT rl_mlops.retrain_due('lockme')});
 like($err, qr/ERROR:  42501: permission denied for function retrain_due/,
 	'6. a role with USAGE on the schema only: retrain_due() is denied (42501)');
-integrity_ok('6. PUBLIC');
+integrity_ok($node, '6. PUBLIC');
 
 #
 # 7. No spoofed trigger: retrain() has no trigger parameter.
@@ -498,29 +459,29 @@ integrity_ok('6. PUBLIC');
 	"\\set VERBOSITY verbose\nSELECT rl_mlops.retrain('lockme', trigger => 'schedule')");
 like($err, qr/ERROR:  42883: /, '7. retrain(trigger => ...) by the superuser: no such function (42883)');
 $run = $out =~ /^(\d+)/ ? $1 : undef;
-wait_run($run) if defined $run;
+wait_run($node, $run) if defined $run;
 ($rc, $out, $err) = as_role('ops', q{SELECT rl_mlops.retrain('lockme', trigger => 'schedule')});
 like($err, qr/ERROR:  42883: /, '7. retrain(trigger => ...) by ops: no such function (42883)');
 $run = $out =~ /^(\d+)/ ? $1 : undef;
-wait_run($run) if defined $run;
+wait_run($node, $run) if defined $run;
 is(sql(q{SELECT string_agg(DISTINCT trigger, ',') FROM rl_mlops.runs WHERE requested_by = 'ops'}), 'manual',
 	'7. every run ops started is recorded as manual');
-integrity_ok('7. trigger');
+integrity_ok($node, '7. trigger');
 
 #
 # 8. cancel_retrain(agent, NULL) cancels the run.
 #
-small_agent('longrun', 'public.bars', 1000);
+small_agent($node, 'longrun', 'public.bars', initial_epochs => 1000);
 $run = sql(q{SELECT rl_mlops.retrain('longrun')});
 $node->poll_query_until('postgres', "SELECT state NOT IN ('queued', 'preparing') FROM rl_mlops.runs WHERE id = $run")
   or die "run $run never got past preparing";
 is(sql("SELECT state FROM rl_mlops.runs WHERE id = $run"), 'training', "8. run $run of longrun (1000 epochs) is training");
 ($rc, $out, $err) = $node->psql('postgres', q{SELECT rl_mlops.cancel_retrain('longrun', NULL)});
 is($out, $run, '8. cancel_retrain(\'longrun\', NULL) returns the run id') or diag $err;
-($state, $error) = wait_run($run);
+($state, $error) = wait_run($node, $run);
 is($state, 'cancelled', "8. the run ended cancelled ($state $error)");
 is(sql(q{SELECT count(*) FROM rl_mlops.models WHERE agent = 'longrun'}), '0', '8. no model');
-integrity_ok('8. cancel with NULL');
+integrity_ok($node, '8. cancel with NULL');
 
 #
 # 9. A denormal price: its log return is infinite.
@@ -530,10 +491,10 @@ sql(qq{
 	CREATE TABLE public.denorm AS TABLE public.bars;
 	UPDATE public.denorm SET price = 1e-310 WHERE symbol = 'SYM001' AND ts = $bar;
 });
-small_agent('denorm', 'public.denorm');
+small_agent($node, 'denorm', 'public.denorm');
 ($rc, $out, $err) = $node->psql('postgres', "\\set VERBOSITY verbose\nSELECT rl_mlops.retrain('denorm', async => false)");
 ($run) = $out =~ /^(\d+)/;
-($state, $error) = wait_run($run);
+($state, $error) = wait_run($node, $run);
 my $why = defined $run ? $error : $err;
 ok(defined $run ? $state eq 'failed' : $err =~ /ERROR:  22/,
 	"9. training over a denormal price fails (" . ($run ? "$state: $error" : $err) . ')');
@@ -543,7 +504,7 @@ unlike($why, qr/\bnan\b|\binf\b|infinity/i, '9. no NaN or infinity in the error'
 is(sql(q{SELECT count(*) FROM rl_mlops.models WHERE agent = 'denorm'}), '0', '9. no model');
 
 sql(q{CREATE TABLE public.denorm_ok AS TABLE public.bars});
-small_agent('denorm_ok', 'public.denorm_ok');
+small_agent($node, 'denorm_ok', 'public.denorm_ok');
 ($rc, $out, $err) = $node->psql('postgres', q{SELECT rl_mlops.retrain('denorm_ok', async => false)});
 like($err, qr/NOTICE:  run $out succeeded/, '9. agent denorm_ok trained on clean data and deployed');
 sql(qq{UPDATE public.denorm_ok SET price = 1e-310 WHERE symbol = 'SYM001' AND ts = $bar});
@@ -558,7 +519,7 @@ for my $q (
 	like($err, qr/ERROR:  22[0-9A-Z]{3}: /, "9. $name over the denormal bar: an error of class 22");
 	unlike($out, qr/infinity|nan/i, "9. $name returns no infinite or NaN number");
 }
-integrity_ok('9. denormal price');
+integrity_ok($node, '9. denormal price');
 
 #
 # 10. A row at ts = 'infinity' is not the newest row of the data window.
@@ -567,14 +528,14 @@ sql(q{
 	CREATE TABLE public.infts AS TABLE public.bars;
 	INSERT INTO public.infts VALUES ('SYM001', 'infinity', 100);
 });
-small_agent('infts', 'public.infts');
+small_agent($node, 'infts', 'public.infts');
 ($rc, $out, $err) = $node->psql('postgres', q{SELECT rl_mlops.retrain('infts', async => false)});
 ($run) = $out =~ /^(\d+)/;
-($state, $error) = wait_run($run);
+($state, $error) = wait_run($node, $run);
 like($state, qr/^(succeeded|rejected)$/, "10. training with a row at ts = infinity works on the finite rows ($state $error)")
   or diag $err;
 unlike($error . $err, qr/0 rows|not enough/, '10. not "0 rows" or "not enough training data"');
-integrity_ok('10. infinite timestamp');
+integrity_ok($node, '10. infinite timestamp');
 
 is(sql(q{SELECT pg_postmaster_start_time()}), $started, 'the postmaster never restarted');
 unlike(slurp_file($node->logfile), qr/terminated by signal/, 'no process of the cluster died of a signal');

@@ -18,36 +18,14 @@
 #include <time.h>
 
 #include "../../src/torch/rl_torch.h"
-
-static int	test_no = 0;
-static int	failures = 0;
-
-/* Record one TAP result. */
-static void
-ok(bool cond, const char *what, const char *detail)
-{
-	test_no++;
-	if (cond)
-		printf("ok %d - %s\n", test_no, what);
-	else
-	{
-		failures++;
-		printf("not ok %d - %s\n", test_no, what);
-		if (detail != NULL && detail[0] != '\0')
-			printf("#   %s\n", detail);
-	}
-	fflush(stdout);
-}
+#include "../c/tap.h"
 
 /* Abort the run when a prerequisite fails: later tests would be noise. */
 static void
 require(bool cond, const char *what, const char *err)
 {
 	if (!cond)
-	{
-		printf("Bail out! %s: %s\n", what, err ? err : "");
-		exit(2);
-	}
+		bail_out("%s: %s", what, err ? err : "");
 }
 
 /* Deterministic uniform numbers in [0, 1) for test data (xorshift64*). */
@@ -74,7 +52,7 @@ now_s(void)
 
 static const RlArch arch = {32, 0, 33, 64, RL_N_ACTIONS};
 
-/* The default PPO settings of DESIGN section 7. */
+/* The default PPO settings of ARCHITECTURE.md "The trading environment". */
 static RlTorchPPOConfig
 default_cfg(uint64_t seed)
 {
@@ -308,17 +286,17 @@ test_basics(void)
 	char		ver[32];
 	char		tiny[2];
 
-	ok(rl_torch_version(ver, sizeof(ver), err) == RL_TORCH_OK && ver[0] != '\0',
-	   "version is reported", err);
-	printf("# libtorch version %s\n", ver);
-	ok(rl_torch_version(tiny, sizeof(tiny), err) == RL_TORCH_ERROR &&
-	   strstr(err, "too small") != NULL, "version into a tiny buffer is an error", err);
-	ok(rl_torch_set_threads(1, err) == RL_TORCH_OK && rl_torch_get_threads() == 1,
-	   "set_threads(1)", err);
-	ok(rl_torch_set_threads(2, err) == RL_TORCH_OK && rl_torch_get_threads() == 2,
-	   "set_threads(2) after the inter-op pool is sized is fine", err);
-	ok(rl_torch_set_threads(0, err) == RL_TORCH_ERROR && err[0] != '\0',
-	   "set_threads(0) is an error", err);
+	ok_detail(rl_torch_version(ver, sizeof(ver), err) == RL_TORCH_OK && ver[0] != '\0',
+			  "version is reported", err);
+	diag("libtorch version %s", ver);
+	ok_detail(rl_torch_version(tiny, sizeof(tiny), err) == RL_TORCH_ERROR &&
+			  strstr(err, "too small") != NULL, "version into a tiny buffer is an error", err);
+	ok_detail(rl_torch_set_threads(1, err) == RL_TORCH_OK && rl_torch_get_threads() == 1,
+			  "set_threads(1)", err);
+	ok_detail(rl_torch_set_threads(2, err) == RL_TORCH_OK && rl_torch_get_threads() == 2,
+			  "set_threads(2) after the inter-op pool is sized is fine", err);
+	ok_detail(rl_torch_set_threads(0, err) == RL_TORCH_ERROR && err[0] != '\0',
+			  "set_threads(0) is an error", err);
 	rl_torch_set_threads(1, err);
 }
 
@@ -341,11 +319,11 @@ test_create(void)
 		{32, -1, 32, 64, 3},	/* negative features */
 	};
 
-	ok(rl_torch_net_create(&arch, 1, 3e-4f, &net, err) == RL_TORCH_OK && net != NULL &&
-	   err[0] == '\0', "create a net", err);
+	ok_detail(rl_torch_net_create(&arch, 1, 3e-4f, &net, err) == RL_TORCH_OK && net != NULL &&
+			  err[0] == '\0', "create a net", err);
 	rl_torch_net_free(net);
 	rl_torch_net_free(NULL);
-	ok(true, "free a net and free(NULL)", NULL);
+	ok(true, "free a net and free(NULL)");
 
 	for (size_t i = 0; i < sizeof(bads) / sizeof(bads[0]); i++)
 	{
@@ -354,18 +332,18 @@ test_create(void)
 			net != NULL || err[0] == '\0')
 		{
 			all_refused = false;
-			printf("#   arch %zu not refused properly\n", i);
+			diag("  arch %zu not refused properly", i);
 		}
 		else
-			printf("#   arch %zu: %s\n", i, err);
+			diag("  arch %zu: %s", i, err);
 	}
-	ok(all_refused, "invalid architectures are refused with a message", NULL);
-	ok(rl_torch_net_create(NULL, 1, 3e-4f, &net, err) == RL_TORCH_ERROR &&
-	   strstr(err, "null") != NULL, "NULL arch is refused", err);
-	ok(rl_torch_net_create(&arch, 1, NAN, &net, err) == RL_TORCH_ERROR &&
-	   strstr(err, "learning rate") != NULL, "NaN learning rate is refused", err);
-	ok(rl_torch_net_create(&arch, 1, 3e-4f, NULL, err) == RL_TORCH_ERROR,
-	   "NULL output pointer is refused", err);
+	ok(all_refused, "invalid architectures are refused with a message");
+	ok_detail(rl_torch_net_create(NULL, 1, 3e-4f, &net, err) == RL_TORCH_ERROR &&
+			  strstr(err, "null") != NULL, "NULL arch is refused", err);
+	ok_detail(rl_torch_net_create(&arch, 1, NAN, &net, err) == RL_TORCH_ERROR &&
+			  strstr(err, "learning rate") != NULL, "NaN learning rate is refused", err);
+	ok_detail(rl_torch_net_create(&arch, 1, 3e-4f, NULL, err) == RL_TORCH_ERROR,
+			  "NULL output pointer is refused", err);
 
 	/* features widen the observation */
 	{
@@ -374,10 +352,10 @@ test_create(void)
 		const char *name;
 		int32_t		ndim;
 
-		ok(rl_torch_net_create(&f, 1, 1e-3f, &net, err) == RL_TORCH_OK &&
-		   rl_torch_tensor_info(net, 0, &name, &ndim, shape, err) == RL_TORCH_OK &&
-		   shape[0] == 16 && shape[1] == 13,
-		   "an architecture with features has trunk.0.weight [16, 13]", err);
+		ok_detail(rl_torch_net_create(&f, 1, 1e-3f, &net, err) == RL_TORCH_OK &&
+				  rl_torch_tensor_info(net, 0, &name, &ndim, shape, err) == RL_TORCH_OK &&
+				  shape[0] == 16 && shape[1] == 13,
+				  "an architecture with features has trunk.0.weight [16, 13]", err);
 		rl_torch_net_free(net);
 	}
 }
@@ -412,7 +390,7 @@ test_tensors(void)
 	float		buf[4096];
 	float		step = -1;
 
-	ok(rl_torch_tensor_count(net) == 25, "25 named tensors", NULL);
+	ok(rl_torch_tensor_count(net) == 25, "25 named tensors");
 	for (int i = 0; i < RL_TORCH_N_TENSORS; i++)
 	{
 		const int64_t *s = i == 24 ? (const int64_t[2]) {1, 1} : shapes[i % 8];
@@ -423,8 +401,8 @@ test_tensors(void)
 			shape[0] != s[0] || shape[1] != s[1])
 		{
 			names_ok = false;
-			printf("#   tensor %d: %s ndim %d shape [%lld, %lld]\n", i, name, ndim,
-				   (long long) shape[0], (long long) shape[1]);
+			diag("  tensor %d: %s ndim %d shape [%lld, %lld]", i, name, ndim,
+				 (long long) shape[0], (long long) shape[1]);
 		}
 		if (i >= 8 && i < 24)
 		{
@@ -435,11 +413,11 @@ test_tensors(void)
 					zero_state = false;
 		}
 	}
-	ok(names_ok, "tensor_info: state_dict names, order, ndim and shapes", NULL);
-	ok(rl_torch_tensor_info(net, 25, &name, &ndim, shape, err) == RL_TORCH_ERROR &&
-	   strstr(err, "out of range") != NULL, "tensor_info(25) is an error", err);
-	ok(zero_state && rl_torch_tensor_get(net, "optim.step", &step, 1, err) == RL_TORCH_OK &&
-	   step == 0, "Adam state reads as zeros and step 0 before the first step", err);
+	ok(names_ok, "tensor_info: state_dict names, order, ndim and shapes");
+	ok_detail(rl_torch_tensor_info(net, 25, &name, &ndim, shape, err) == RL_TORCH_ERROR &&
+			  strstr(err, "out of range") != NULL, "tensor_info(25) is an error", err);
+	ok_detail(zero_state && rl_torch_tensor_get(net, "optim.step", &step, 1, err) == RL_TORCH_OK &&
+			  step == 0, "Adam state reads as zeros and step 0 before the first step", err);
 
 	/* PyTorch's default Linear init: |w| <= 1/sqrt(fan_in) */
 	{
@@ -450,39 +428,39 @@ test_tensors(void)
 			if (fabsf(buf[k]) > 1 / sqrtf(33) + 1e-6f)
 				bounded = false;
 		/* compare: torch.manual_seed(42); TradingActorCritic(33, 64, 3) */
-		printf("# trunk.0.weight[0..2] for seed 42: %.9g %.9g %.9g\n",
-			   buf[0], buf[1], buf[2]);
+		diag("trunk.0.weight[0..2] for seed 42: %.9g %.9g %.9g",
+			 buf[0], buf[1], buf[2]);
 		rl_torch_tensor_get(net, "trunk.2.bias", buf, 64, err);
 		for (int k = 0; k < 64; k++)
 			if (fabsf(buf[k]) > 1 / sqrtf(64) + 1e-6f)
 				bounded = false;
-		ok(bounded, "initial weights lie within PyTorch's default Linear bounds", NULL);
+		ok(bounded, "initial weights lie within PyTorch's default Linear bounds");
 	}
 
-	ok(rl_torch_tensor_get(net, "trunk.0.weight", buf, 5, err) == RL_TORCH_ERROR &&
-	   strstr(err, "expected 2112") != NULL && strstr(err, "got 5") != NULL,
-	   "get with a wrong size is an error naming expected/actual", err);
-	printf("#   %s\n", err);
-	ok(rl_torch_tensor_set(net, "actor.bias", buf, 4, err) == RL_TORCH_ERROR &&
-	   strstr(err, "expected 3") != NULL && strstr(err, "got 4") != NULL,
-	   "set with a wrong size is an error naming expected/actual", err);
-	ok(rl_torch_tensor_set(net, "nope.weight", buf, 3, err) == RL_TORCH_ERROR &&
-	   strstr(err, "unknown tensor") != NULL, "unknown tensor name is an error", err);
-	ok(rl_torch_tensor_get(net, NULL, buf, 3, err) == RL_TORCH_ERROR &&
-	   rl_torch_tensor_set(net, "actor.bias", NULL, 3, err) == RL_TORCH_ERROR &&
-	   rl_torch_tensor_get(NULL, "actor.bias", buf, 3, err) == RL_TORCH_ERROR,
-	   "NULL name, buffer or net is an error", err);
+	ok_detail(rl_torch_tensor_get(net, "trunk.0.weight", buf, 5, err) == RL_TORCH_ERROR &&
+			  strstr(err, "expected 2112") != NULL && strstr(err, "got 5") != NULL,
+			  "get with a wrong size is an error naming expected/actual", err);
+	diag("  %s", err);
+	ok_detail(rl_torch_tensor_set(net, "actor.bias", buf, 4, err) == RL_TORCH_ERROR &&
+			  strstr(err, "expected 3") != NULL && strstr(err, "got 4") != NULL,
+			  "set with a wrong size is an error naming expected/actual", err);
+	ok_detail(rl_torch_tensor_set(net, "nope.weight", buf, 3, err) == RL_TORCH_ERROR &&
+			  strstr(err, "unknown tensor") != NULL, "unknown tensor name is an error", err);
+	ok_detail(rl_torch_tensor_get(net, NULL, buf, 3, err) == RL_TORCH_ERROR &&
+			  rl_torch_tensor_set(net, "actor.bias", NULL, 3, err) == RL_TORCH_ERROR &&
+			  rl_torch_tensor_get(NULL, "actor.bias", buf, 3, err) == RL_TORCH_ERROR,
+			  "NULL name, buffer or net is an error", err);
 	buf[0] = 1;
 	buf[1] = NAN;
 	buf[2] = 1;
-	ok(rl_torch_tensor_set(net, "actor.bias", buf, 3, err) == RL_TORCH_ERROR &&
-	   strstr(err, "non-finite") != NULL, "set with NaN is an error", err);
+	ok_detail(rl_torch_tensor_set(net, "actor.bias", buf, 3, err) == RL_TORCH_ERROR &&
+			  strstr(err, "non-finite") != NULL, "set with NaN is an error", err);
 	buf[1] = -1;
-	ok(rl_torch_tensor_set(net, "optim.exp_avg_sq.actor.bias", buf, 3, err) == RL_TORCH_ERROR &&
-	   strstr(err, "negative") != NULL, "negative exp_avg_sq is an error", err);
+	ok_detail(rl_torch_tensor_set(net, "optim.exp_avg_sq.actor.bias", buf, 3, err) == RL_TORCH_ERROR &&
+			  strstr(err, "negative") != NULL, "negative exp_avg_sq is an error", err);
 	step = 1.5f;
-	ok(rl_torch_tensor_set(net, "optim.step", &step, 1, err) == RL_TORCH_ERROR,
-	   "fractional optim.step is an error", err);
+	ok_detail(rl_torch_tensor_set(net, "optim.step", &step, 1, err) == RL_TORCH_ERROR,
+			  "fractional optim.step is an error", err);
 
 	/* round trip of all 25 tensors with fresh random values */
 	{
@@ -493,10 +471,10 @@ test_tensors(void)
 			for (int64_t k = 0; k < s->numel[i]; k++)
 				s->data[i][k] = i == 24 ? 17.0f :
 					i >= 16 ? (float) urand() : (float) (urand() - 0.5);
-		ok(restore(net, s, err), "set all 25 tensors", err);
+		ok_detail(restore(net, s, err), "set all 25 tensors", err);
 		back = snapshot(net);
 		ok(same_snapshot(s, back, 0, RL_TORCH_N_TENSORS),
-		   "get returns exactly what set wrote, for all 25 tensors", NULL);
+		   "get returns exactly what set wrote, for all 25 tensors");
 		free_snapshot(back);
 		free_snapshot(s);
 	}
@@ -523,14 +501,14 @@ test_forward(void)
 	bool		good = true;
 	double		maxdiff = 0;
 
-	ok(same_snapshot(sa, sb, 0, RL_N_PARAMS), "same seed, same initial weights", NULL);
+	ok(same_snapshot(sa, sb, 0, RL_N_PARAMS), "same seed, same initial weights");
 	ok(!same_snapshot(sa, sc, 0, 1) && !same_snapshot(sa, sc, 7, 8),
-	   "different seed, different initial weights", NULL);
+	   "different seed, different initial weights");
 
 	for (int i = 0; i < N * 33; i++)
 		obs[i] = (float) (urand() * 6 - 3);
-	ok(rl_torch_forward(a, obs, N, probs, values, err) == RL_TORCH_OK,
-	   "forward a batch of 64", err);
+	ok_detail(rl_torch_forward(a, obs, N, probs, values, err) == RL_TORCH_OK,
+			  "forward a batch of 64", err);
 	for (int i = 0; i < N; i++)
 	{
 		float		sum = 0,
@@ -550,27 +528,26 @@ test_forward(void)
 			maxdiff = fmax(maxdiff, fabs(cp[k] - probs[i * 3 + k]));
 		maxdiff = fmax(maxdiff, fabs(cv - values[i]));
 	}
-	ok(good, "probabilities finite, non-negative, sum to 1; values finite", NULL);
-	ok(maxdiff < 1e-5, "libtorch forward equals a plain C forward ([out, in] row-major)",
-	   NULL);
-	printf("#   max |libtorch - C| = %.3g\n", maxdiff);
-	ok(rl_torch_forward(a, obs, 1, NULL, values, err) == RL_TORCH_OK &&
-	   rl_torch_forward(a, obs, 1, probs, NULL, err) == RL_TORCH_OK,
-	   "either output may be NULL", err);
+	ok(good, "probabilities finite, non-negative, sum to 1; values finite");
+	ok(maxdiff < 1e-5, "libtorch forward equals a plain C forward ([out, in] row-major)");
+	diag("  max |libtorch - C| = %.3g", maxdiff);
+	ok_detail(rl_torch_forward(a, obs, 1, NULL, values, err) == RL_TORCH_OK &&
+			  rl_torch_forward(a, obs, 1, probs, NULL, err) == RL_TORCH_OK,
+			  "either output may be NULL", err);
 
 	obs[5] = NAN;
-	ok(rl_torch_forward(a, obs, N, probs, values, err) == RL_TORCH_ERROR &&
-	   strstr(err, "non-finite") != NULL, "NaN observation is an error", err);
-	printf("#   %s\n", err);
+	ok_detail(rl_torch_forward(a, obs, N, probs, values, err) == RL_TORCH_ERROR &&
+			  strstr(err, "non-finite") != NULL, "NaN observation is an error", err);
+	diag("  %s", err);
 	obs[5] = INFINITY;
-	ok(rl_torch_forward(a, obs, N, probs, values, err) == RL_TORCH_ERROR,
-	   "infinite observation is an error", err);
+	ok_detail(rl_torch_forward(a, obs, N, probs, values, err) == RL_TORCH_ERROR,
+			  "infinite observation is an error", err);
 	obs[5] = 0;
-	ok(rl_torch_forward(a, obs, 0, probs, values, err) == RL_TORCH_ERROR &&
-	   rl_torch_forward(a, obs, -3, probs, values, err) == RL_TORCH_ERROR &&
-	   rl_torch_forward(a, NULL, 1, probs, values, err) == RL_TORCH_ERROR &&
-	   rl_torch_forward(NULL, obs, 1, probs, values, err) == RL_TORCH_ERROR,
-	   "n <= 0, NULL obs, NULL net are errors", err);
+	ok_detail(rl_torch_forward(a, obs, 0, probs, values, err) == RL_TORCH_ERROR &&
+			  rl_torch_forward(a, obs, -3, probs, values, err) == RL_TORCH_ERROR &&
+			  rl_torch_forward(a, NULL, 1, probs, values, err) == RL_TORCH_ERROR &&
+			  rl_torch_forward(NULL, obs, 1, probs, values, err) == RL_TORCH_ERROR,
+			  "n <= 0, NULL obs, NULL net are errors", err);
 
 	free_snapshot(sa);
 	free_snapshot(sb);
@@ -602,19 +579,19 @@ test_ppo(void)
 			first = st;
 		last = st;
 	}
-	ok(all_ok && first.minibatches == 16 && last.minibatches == 16,
-	   "20 ppo updates of 4 passes x 4 minibatches", err);
-	ok(last.loss < first.loss, "loss after 20 updates < loss before", NULL);
-	printf("#   loss %.5f -> %.5f (value %.5f -> %.5f, policy %.5f -> %.5f, "
-		   "entropy %.4f -> %.4f, kl %.2g)\n",
-		   first.loss, last.loss, first.value_loss, last.value_loss,
-		   first.policy_loss, last.policy_loss, first.entropy, last.entropy,
-		   last.approx_kl);
+	ok_detail(all_ok && first.minibatches == 16 && last.minibatches == 16,
+			  "20 ppo updates of 4 passes x 4 minibatches", err);
+	ok(last.loss < first.loss, "loss after 20 updates < loss before");
+	diag("  loss %.5f -> %.5f (value %.5f -> %.5f, policy %.5f -> %.5f, "
+		 "entropy %.4f -> %.4f, kl %.2g)",
+		 first.loss, last.loss, first.value_loss, last.value_loss,
+		 first.policy_loss, last.policy_loss, first.entropy, last.entropy,
+		 last.approx_kl);
 	{
 		float		step = 0;
 
 		rl_torch_tensor_get(net, "optim.step", &step, 1, err);
-		ok(step == 320, "optim.step counts the Adam steps (320)", err);
+		ok_detail(step == 320, "optim.step counts the Adam steps (320)", err);
 	}
 
 	/* determinism: same start, same batch, same seed => bit-identical */
@@ -632,7 +609,7 @@ test_ppo(void)
 		xa = snapshot(a);
 		xb = snapshot(b);
 		ok(same_snapshot(xa, xb, 0, RL_TORCH_N_TENSORS) && sa.loss == sb.loss,
-		   "same inputs and seed give bit-identical updates", NULL);
+		   "same inputs and seed give bit-identical updates");
 		free_snapshot(xa);
 		free_snapshot(xb);
 		rl_torch_net_free(a);
@@ -655,8 +632,8 @@ test_ppo(void)
 		cfg.seed = 3;
 		rl_torch_ppo_update(orig, &cfg, &tb->b, NULL, NULL, &so, err);
 		ckpt = snapshot(orig);
-		ok(restore(warm, ckpt, err), "restore weights and optimizer state into a fresh net",
-		   err);
+		ok_detail(restore(warm, ckpt, err), "restore weights and optimizer state into a fresh net",
+				  err);
 		/* cold: weights only, Adam starts over */
 		for (int i = 0; i < RL_N_PARAMS; i++)
 		{
@@ -668,19 +645,18 @@ test_ppo(void)
 			rl_torch_tensor_set(cold, name, ckpt->data[i], ckpt->numel[i], err);
 		}
 		cfg.seed = 4;
-		ok(rl_torch_ppo_update(orig, &cfg, &tb->b, NULL, NULL, &so, err) == RL_TORCH_OK &&
-		   rl_torch_ppo_update(warm, &cfg, &tb->b, NULL, NULL, &sw, err) == RL_TORCH_OK &&
-		   rl_torch_ppo_update(cold, &cfg, &tb->b, NULL, NULL, &sc, err) == RL_TORCH_OK,
-		   "next update on original, warm-started and cold-started nets", err);
+		ok_detail(rl_torch_ppo_update(orig, &cfg, &tb->b, NULL, NULL, &so, err) == RL_TORCH_OK &&
+				  rl_torch_ppo_update(warm, &cfg, &tb->b, NULL, NULL, &sw, err) == RL_TORCH_OK &&
+				  rl_torch_ppo_update(cold, &cfg, &tb->b, NULL, NULL, &sc, err) == RL_TORCH_OK,
+				  "next update on original, warm-started and cold-started nets", err);
 		xo = snapshot(orig);
 		xw = snapshot(warm);
 		xc = snapshot(cold);
 		ok(same_snapshot(xo, xw, 0, RL_TORCH_N_TENSORS) &&
 		   memcmp(&so, &sw, sizeof(so)) == 0,
-		   "warm start (weights + optimizer state) gives a bit-identical next update",
-		   NULL);
+		   "warm start (weights + optimizer state) gives a bit-identical next update");
 		ok(!same_snapshot(xo, xc, 0, RL_N_PARAMS),
-		   "control: weights alone (fresh Adam) give a different next update", NULL);
+		   "control: weights alone (fresh Adam) give a different next update");
 		free_snapshot(ckpt);
 		free_snapshot(xo);
 		free_snapshot(xw);
@@ -694,18 +670,18 @@ test_ppo(void)
 	{
 		int			left = 1;
 
-		ok(rl_torch_ppo_update(net, &cfg, &tb->b, stop_after, &left, &st, err) ==
-		   RL_TORCH_STOPPED && st.minibatches == 1 && strstr(err, "stopped") != NULL,
-		   "should_stop returning true gives RL_TORCH_STOPPED after 1 minibatch", err);
-		printf("#   %s\n", err);
+		ok_detail(rl_torch_ppo_update(net, &cfg, &tb->b, stop_after, &left, &st, err) ==
+				  RL_TORCH_STOPPED && st.minibatches == 1 && strstr(err, "stopped") != NULL,
+				  "should_stop returning true gives RL_TORCH_STOPPED after 1 minibatch", err);
+		diag("  %s", err);
 		left = 0;
-		ok(rl_torch_ppo_update(net, &cfg, &tb->b, stop_after, &left, &st, err) ==
-		   RL_TORCH_STOPPED && st.minibatches == 0,
-		   "should_stop true at once: no step taken", err);
+		ok_detail(rl_torch_ppo_update(net, &cfg, &tb->b, stop_after, &left, &st, err) ==
+				  RL_TORCH_STOPPED && st.minibatches == 0,
+				  "should_stop true at once: no step taken", err);
 		left = 1000;
-		ok(rl_torch_ppo_update(net, &cfg, &tb->b, stop_after, &left, NULL, err) ==
-		   RL_TORCH_OK, "should_stop never true: update completes (stats may be NULL)",
-		   err);
+		ok_detail(rl_torch_ppo_update(net, &cfg, &tb->b, stop_after, &left, NULL, err) ==
+				  RL_TORCH_OK, "should_stop never true: update completes (stats may be NULL)",
+				  err);
 	}
 
 	/* odd sizes: a minibatch of 1 row, and a batch smaller than a minibatch */
@@ -713,12 +689,12 @@ test_ppo(void)
 		RlTorchBatch small = tb->b;
 
 		small.n = 257;
-		ok(rl_torch_ppo_update(net, &cfg, &small, NULL, NULL, &st, err) == RL_TORCH_OK &&
-		   st.minibatches == 8 && isfinite(st.loss),
-		   "n = 257 gives 2 minibatches per pass (the last of 1 row)", err);
+		ok_detail(rl_torch_ppo_update(net, &cfg, &small, NULL, NULL, &st, err) == RL_TORCH_OK &&
+				  st.minibatches == 8 && isfinite(st.loss),
+				  "n = 257 gives 2 minibatches per pass (the last of 1 row)", err);
 		small.n = 10;
-		ok(rl_torch_ppo_update(net, &cfg, &small, NULL, NULL, &st, err) == RL_TORCH_OK &&
-		   st.minibatches == 4, "n smaller than a minibatch", err);
+		ok_detail(rl_torch_ppo_update(net, &cfg, &small, NULL, NULL, &st, err) == RL_TORCH_OK &&
+				  st.minibatches == 4, "n smaller than a minibatch", err);
 	}
 
 	/* invalid input */
@@ -730,7 +706,7 @@ test_ppo(void)
 		tb->actions[100] = 3;
 		refused &= rl_torch_ppo_update(net, &cfg, &tb->b, NULL, NULL, &st, err) ==
 			RL_TORCH_ERROR && strstr(err, "out of range") != NULL;
-		printf("#   %s\n", err);
+		diag("  %s", err);
 		tb->actions[100] = -1;
 		refused &= rl_torch_ppo_update(net, &cfg, &tb->b, NULL, NULL, &st, err) ==
 			RL_TORCH_ERROR;
@@ -765,7 +741,7 @@ test_ppo(void)
 		badcfg.update_passes = 0;
 		refused &= rl_torch_ppo_update(net, &badcfg, &tb->b, NULL, NULL, &st, err) ==
 			RL_TORCH_ERROR;
-		ok(refused, "invalid batch or config is refused with a message", NULL);
+		ok(refused, "invalid batch or config is refused with a message");
 	}
 
 	/* finite inputs whose loss overflows: an error, not NaN weights */
@@ -776,16 +752,16 @@ test_ppo(void)
 		bool		finite = true;
 
 		tb->ret[0] = 3e38f;
-		ok(rl_torch_ppo_update(victim, &cfg, &tb->b, NULL, NULL, &st, err) ==
-		   RL_TORCH_ERROR && strstr(err, "not finite") != NULL,
-		   "an overflowing loss is an error", err);
-		printf("#   %s\n", err);
+		ok_detail(rl_torch_ppo_update(victim, &cfg, &tb->b, NULL, NULL, &st, err) ==
+				  RL_TORCH_ERROR && strstr(err, "not finite") != NULL,
+				  "an overflowing loss is an error", err);
+		diag("  %s", err);
 		tb->ret[0] = saved;
 		x = snapshot(victim);
 		for (int i = 0; i < RL_TORCH_N_TENSORS; i++)
 			for (int64_t k = 0; k < x->numel[i]; k++)
 				finite &= isfinite(x->data[i][k]) != 0;
-		ok(finite, "no non-finite value reached the weights or Adam state", NULL);
+		ok(finite, "no non-finite value reached the weights or Adam state");
 		free_snapshot(x);
 		rl_torch_net_free(victim);
 	}
@@ -801,7 +777,7 @@ test_ppo(void)
 		rl_torch_ppo_update(net, &cfg, &copy->b, NULL, NULL, &st, err);
 		ok(memcmp(obs0, copy->obs, sizeof(obs0)) == 0 &&
 		   memcmp(adv0, copy->adv, sizeof(adv0)) == 0,
-		   "ppo_update leaves the caller's batch arrays untouched", NULL);
+		   "ppo_update leaves the caller's batch arrays untouched");
 		free_batch(copy);
 	}
 
@@ -831,18 +807,18 @@ timings(void)
 		t0 = now_s();
 		for (int i = 0; i < reps; i++)
 			rl_torch_forward(net, tb->obs + (i % 4096) * 33, 1, probs, &value, err);
-		printf("# timing (%d thread%s): forward batch 1: %.2f us/call\n", threads,
-			   threads > 1 ? "s" : "", (now_s() - t0) / reps * 1e6);
+		diag("timing (%d thread%s): forward batch 1: %.2f us/call", threads,
+			 threads > 1 ? "s" : "", (now_s() - t0) / reps * 1e6);
 		t0 = now_s();
 		for (int i = 0; i < 20; i++)
 			rl_torch_forward(net, tb->obs, 4096, NULL, NULL, err);
-		printf("# timing (%d thread%s): forward batch 4096: %.2f ms/call\n", threads,
-			   threads > 1 ? "s" : "", (now_s() - t0) / 20 * 1e3);
+		diag("timing (%d thread%s): forward batch 4096: %.2f ms/call", threads,
+			 threads > 1 ? "s" : "", (now_s() - t0) / 20 * 1e3);
 		t0 = now_s();
 		rl_torch_ppo_update(net, &cfg, &tb->b, NULL, NULL, &st, err);
-		printf("# timing (%d thread%s): ppo minibatch of 256: %.1f us (%lld minibatches)\n",
-			   threads, threads > 1 ? "s" : "",
-			   (now_s() - t0) / st.minibatches * 1e6, (long long) st.minibatches);
+		diag("timing (%d thread%s): ppo minibatch of 256: %.1f us (%lld minibatches)",
+			 threads, threads > 1 ? "s" : "",
+			 (now_s() - t0) / st.minibatches * 1e6, (long long) st.minibatches);
 	}
 	rl_torch_set_threads(1, err);
 	free_batch(tb);
@@ -853,6 +829,7 @@ int
 main(void)
 {
 	double		t0 = now_s();
+	int			rc;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	test_basics();
@@ -861,7 +838,7 @@ main(void)
 	test_forward();
 	test_ppo();
 	timings();
-	printf("1..%d\n", test_no);
-	printf("# %d of %d tests failed, %.1f s\n", failures, test_no, now_s() - t0);
-	return failures == 0 ? 0 : 1;
+	rc = done_testing();
+	diag("%.1f s", now_s() - t0);
+	return rc;
 }
