@@ -437,7 +437,15 @@ CREATE OR REPLACE FUNCTION rl_mlops.configure(
     scheduler_enabled boolean DEFAULT NULL,
     interval_days integer DEFAULT NULL,
     deploy_gate text DEFAULT NULL,
-    gate_min_delta double precision DEFAULT NULL)
+    gate_min_delta double precision DEFAULT NULL,
+    probation_days integer DEFAULT NULL,
+    auto_rollback boolean DEFAULT NULL,
+    monitor_alpha double precision DEFAULT NULL,
+    min_live_decisions integer DEFAULT NULL,
+    max_live_drawdown double precision DEFAULT NULL,
+    stale_after interval DEFAULT NULL,
+    rollback_cooldown interval DEFAULT NULL,
+    ledger_retention_days integer DEFAULT NULL)
 RETURNS rl_mlops.agents
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -470,7 +478,15 @@ BEGIN
         scheduler_enabled = coalesce(configure.scheduler_enabled, scheduler_enabled),
         interval_days = coalesce(configure.interval_days, interval_days),
         deploy_gate = coalesce(configure.deploy_gate, deploy_gate),
-        gate_min_delta = coalesce(configure.gate_min_delta, gate_min_delta)
+        gate_min_delta = coalesce(configure.gate_min_delta, gate_min_delta),
+        probation_days = coalesce(configure.probation_days, probation_days),
+        auto_rollback = coalesce(configure.auto_rollback, auto_rollback),
+        monitor_alpha = coalesce(configure.monitor_alpha, monitor_alpha),
+        min_live_decisions = coalesce(configure.min_live_decisions, min_live_decisions),
+        max_live_drawdown = coalesce(configure.max_live_drawdown, max_live_drawdown),
+        stale_after = coalesce(configure.stale_after, stale_after),
+        rollback_cooldown = coalesce(configure.rollback_cooldown, rollback_cooldown),
+        ledger_retention_days = coalesce(configure.ledger_retention_days, ledger_retention_days)
      WHERE name = configure.name
     RETURNING * INTO a;
     RETURN a;
@@ -738,7 +754,11 @@ BEGIN
            AND NOT m.pinned
            AND coalesce(m.archived_at, m.validated_at, m.created_at)
                < now() - make_interval(days => a.retention_days)
-           AND (m.created_at, m.version) < (kept_created, kept_version);
+           AND (m.created_at, m.version) < (kept_created, kept_version)
+           -- a version in shadow (probation) may be rolled back to
+           AND NOT EXISTS (SELECT 1 FROM rl_mlops.deployments d
+                            WHERE d.agent = a.name AND d.previous_version = m.version
+                              AND d.deployed_at > now() - make_interval(days => a.probation_days));
     END IF;
 
     IF NOT dry_run AND cardinality(victims) > 0 THEN
@@ -805,10 +825,16 @@ BEGIN
     GET DIAGNOSTICS n = ROW_COUNT;
     DELETE FROM rl_mlops.deployments d WHERE d.agent = a.name;
     DELETE FROM rl_mlops.runs r WHERE r.agent = a.name;
+    DELETE FROM rl_mlops.live_ledger l WHERE l.agent = a.name;
+    DELETE FROM rl_mlops.live_comparisons c WHERE c.agent = a.name;
+    DELETE FROM rl_mlops.monitor_calls c WHERE c.agent = a.name;
     DELETE FROM rl_mlops.agents ag WHERE ag.name = a.name;
     -- its pg_cron job would fail every tick ("agent does not exist")
-    IF rl_mlops._unschedule_cron_job(a.name) THEN
-        RAISE NOTICE 'removed the pg_cron job of agent "%"', a.name;
+    IF rl_mlops._unschedule_cron_job(a.name, 'retrain') THEN
+        RAISE NOTICE 'removed the retraining pg_cron job of agent "%"', a.name;
+    END IF;
+    IF rl_mlops._unschedule_cron_job(a.name, 'monitor') THEN
+        RAISE NOTICE 'removed the monitoring pg_cron job of agent "%"', a.name;
     END IF;
     -- other backends drop the agent's cached weights at commit
     PERFORM rl_mlops._invalidate_serving();
@@ -907,7 +933,8 @@ BEGIN
                                FROM rl_mlops._cron_job_if_granted(a.name) j),
                 'run', CASE WHEN running.id IS NOT NULL THEN jsonb_build_object(
                            'id', running.id, 'state', running.state, 'epoch', running.epoch,
-                           'epochs', running.epochs, 'loss', running.loss) END)));
+                           'epochs', running.epochs, 'loss', running.loss) END),
+            'monitoring', rl_mlops._monitoring_status(a.name)));
 END
 $$;
 
@@ -995,7 +1022,8 @@ REVOKE ALL ON FUNCTION
                        double precision, double precision, double precision, double precision,
                        double precision, integer, integer, double precision, double precision,
                        double precision, bigint, integer, integer, integer, boolean, integer,
-                       text, double precision),
+                       text, double precision, integer, boolean, double precision, integer,
+                       double precision, interval, interval, integer),
     rl_mlops.import_model(text, bytea, integer, double precision, jsonb, text),
     rl_mlops.export_model(text, text),
     rl_mlops.validate_model(text, text),

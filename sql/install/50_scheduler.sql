@@ -11,14 +11,15 @@
 --------------------------------------------------------------------------
 
 -- The pg_cron job name of an agent (job names are of type name: 63 bytes).
-CREATE OR REPLACE FUNCTION rl_mlops._cron_job_name(p_agent text)
+-- p_kind: 'retrain' (schedule_retraining) or 'monitor' (schedule_monitoring).
+CREATE OR REPLACE FUNCTION rl_mlops._cron_job_name(p_agent text, p_kind text DEFAULT 'retrain')
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN octet_length('rl_mlops_retrain_' || p_agent) <= 63
-                THEN 'rl_mlops_retrain_' || p_agent
-                ELSE 'rl_mlops_retrain_' || md5(p_agent) END
+    SELECT CASE WHEN octet_length('rl_mlops_' || p_kind || '_' || p_agent) <= 63
+                THEN 'rl_mlops_' || p_kind || '_' || p_agent
+                ELSE 'rl_mlops_' || p_kind || '_' || md5(p_agent) END
 $$;
 
 -- Refuse, with the steps to fix it, when pg_cron is not usable here.
@@ -55,7 +56,7 @@ $$;
 -- SECURITY DEFINER to see every role's jobs; not granted to PUBLIC (it
 -- tells which agents are scheduled): GRANT it to readers of
 -- scheduler_status (see the README).
-CREATE OR REPLACE FUNCTION rl_mlops.cron_job(agent text)
+CREATE OR REPLACE FUNCTION rl_mlops.cron_job(agent text, kind text DEFAULT 'retrain')
 RETURNS rl_mlops.cron_job_info
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -66,7 +67,7 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
         EXECUTE 'SELECT jobid, schedule, active, username::text FROM cron.job WHERE jobname = $1'
            INTO j.jobid, j.schedule, j.active, j.username
-          USING rl_mlops._cron_job_name(cron_job.agent);
+          USING rl_mlops._cron_job_name(cron_job.agent, cron_job.kind);
         IF j.jobid IS NOT NULL THEN
             EXECUTE 'SELECT status, return_message, start_time FROM cron.job_run_details'
                     ' WHERE jobid = $1 ORDER BY runid DESC LIMIT 1'
@@ -80,14 +81,14 @@ $$;
 
 -- cron_job() for the views and status(), which PUBLIC may call: NULL for
 -- a role that may not execute cron_job().
-CREATE OR REPLACE FUNCTION rl_mlops._cron_job_if_granted(p_agent text)
+CREATE OR REPLACE FUNCTION rl_mlops._cron_job_if_granted(p_agent text, p_kind text DEFAULT 'retrain')
 RETURNS rl_mlops.cron_job_info
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF pg_catalog.has_function_privilege('rl_mlops.cron_job(text)', 'EXECUTE') THEN
-        RETURN rl_mlops.cron_job(p_agent);
+    IF pg_catalog.has_function_privilege('rl_mlops.cron_job(text, text)', 'EXECUTE') THEN
+        RETURN rl_mlops.cron_job(p_agent, p_kind);
     END IF;
     RETURN NULL;
 END
@@ -95,13 +96,13 @@ $$;
 
 -- Remove the agent's pg_cron job, whichever role owns it (the caller is
 -- the owner: drop_agent, unschedule_retraining).  True if there was one.
-CREATE OR REPLACE FUNCTION rl_mlops._unschedule_cron_job(p_agent text)
+CREATE OR REPLACE FUNCTION rl_mlops._unschedule_cron_job(p_agent text, p_kind text DEFAULT 'retrain')
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    job bigint := (rl_mlops.cron_job(p_agent)).jobid;
+    job bigint := (rl_mlops.cron_job(p_agent, p_kind)).jobid;
     removed boolean := false;
 BEGIN
     IF job IS NOT NULL THEN
@@ -227,7 +228,7 @@ END
 $$;
 
 -- The scheduler of every agent, one row each (status()'s "scheduler").
--- The cron_* columns need EXECUTE on rl_mlops.cron_job(text); without it
+-- The cron_* columns need EXECUTE on rl_mlops.cron_job(text, text); without it
 -- they are NULL.
 CREATE OR REPLACE VIEW rl_mlops.scheduler_status AS
 SELECT a.name AS agent,
@@ -251,8 +252,8 @@ SELECT a.name AS agent,
  ORDER BY a.name;
 
 REVOKE ALL ON FUNCTION
-    rl_mlops.cron_job(text),
-    rl_mlops._unschedule_cron_job(text),
+    rl_mlops.cron_job(text, text),
+    rl_mlops._unschedule_cron_job(text, text),
     rl_mlops.retrain_due(text),
     rl_mlops.retrain_if_due(text),
     rl_mlops.schedule_retraining(text, integer, text),

@@ -206,9 +206,11 @@ BEGIN
        AND EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
         FOR r IN EXECUTE
             'SELECT j.jobid, j.jobname, j.command FROM cron.job j
-              WHERE j.command LIKE ''SELECT rl_mlops.retrain_if_due(%''
+              WHERE (j.command LIKE ''SELECT rl_mlops.retrain_if_due(%''
+                     OR j.command LIKE ''SELECT rl_mlops.monitor(%'')
                 AND NOT EXISTS (SELECT 1 FROM rl_mlops.agents a
-                                 WHERE rl_mlops._cron_job_name(a.name) = j.jobname)
+                                 WHERE j.jobname IN (rl_mlops._cron_job_name(a.name, ''retrain''),
+                                                     rl_mlops._cron_job_name(a.name, ''monitor'')))
               ORDER BY j.jobid'
         LOOP
             p := (NULL, 'orphan_cron_job', 'job ' || r.jobid,

@@ -24,6 +24,8 @@
 /* Column getters of one row, for the long list below. */
 #define INT32_COL(name) DatumGetInt32(rl_registry_column(rel, tup, name, &isnull))
 #define FLOAT8_COL(name) DatumGetFloat8(rl_registry_column(rel, tup, name, &isnull))
+#define INTERVAL_COL(name) DatumGetCString(DirectFunctionCall1(interval_out, \
+	rl_registry_column(rel, tup, name, &isnull)))
 
 /*
  * The agent's settings in the current memory context, or the "does not
@@ -57,8 +59,7 @@ rl_agent_read(const char *name)
 	a->source.n_features = INT32_COL("n_features");
 	a->arch = rl_arch_make(INT32_COL("window_size"), a->source.n_features,
 						   INT32_COL("hidden_size"));
-	a->data_window = DatumGetCString(DirectFunctionCall1(interval_out,
-														 rl_registry_column(rel, tup, "data_window", &isnull)));
+	a->data_window = INTERVAL_COL("data_window");
 	a->holdout_fraction = FLOAT8_COL("holdout_fraction");
 	a->initial_epochs = INT32_COL("initial_epochs");
 	a->incremental_epochs = INT32_COL("incremental_epochs");
@@ -77,6 +78,18 @@ rl_agent_read(const char *name)
 	a->threads = INT32_COL("threads");
 	a->deploy_gate = rl_registry_column_string(rel, tup, "deploy_gate");
 	a->gate_min_delta = FLOAT8_COL("gate_min_delta");
+	/* 0.2.0's settings: absent while a 0.1.0 schema waits for its update */
+	if (rl_registry_has_column(rel, "probation_days"))
+	{
+		a->probation_days = INT32_COL("probation_days");
+		a->auto_rollback = DatumGetBool(rl_registry_column(rel, tup, "auto_rollback", &isnull));
+		a->monitor_alpha = FLOAT8_COL("monitor_alpha");
+		a->min_live_decisions = INT32_COL("min_live_decisions");
+		a->max_live_drawdown = FLOAT8_COL("max_live_drawdown");
+		a->stale_after = INTERVAL_COL("stale_after");
+		a->rollback_cooldown = INTERVAL_COL("rollback_cooldown");
+		a->ledger_retention_days = INT32_COL("ledger_retention_days");
+	}
 
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);

@@ -41,6 +41,15 @@ typedef struct RlAgent
 	int32		threads;
 	char	   *deploy_gate;
 	double		gate_min_delta;
+	/* live monitoring */
+	int32		probation_days;
+	bool		auto_rollback;
+	double		monitor_alpha;
+	int32		min_live_decisions;
+	double		max_live_drawdown;
+	char	   *stale_after;	/* interval, as text */
+	char	   *rollback_cooldown;	/* interval, as text */
+	int32		ledger_retention_days;
 } RlAgent;
 
 extern RlAgent *rl_agent_read(const char *name);

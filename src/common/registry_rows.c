@@ -29,9 +29,9 @@ rl_registry_relid(const char *name)
 	return relid;
 }
 
-/* Attribute number of a registry table's column, by name. */
+/* Attribute number of a registry table's column, or InvalidAttrNumber. */
 static AttrNumber
-column_number(Relation rel, const char *name)
+find_column(Relation rel, const char *name)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 
@@ -42,9 +42,29 @@ column_number(Relation rel, const char *name)
 		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
 			return att->attnum;
 	}
-	elog(ERROR, "column \"%s\" of relation rl_mlops.%s does not exist",
-		 name, RelationGetRelationName(rel));
-	return InvalidAttrNumber;	/* keep the compiler quiet */
+	return InvalidAttrNumber;
+}
+
+/* Attribute number of a registry table's column, by name. */
+static AttrNumber
+column_number(Relation rel, const char *name)
+{
+	AttrNumber	att = find_column(rel, name);
+
+	if (att == InvalidAttrNumber)
+		elog(ERROR, "column \"%s\" of relation rl_mlops.%s does not exist",
+			 name, RelationGetRelationName(rel));
+	return att;
+}
+
+/*
+ * Does a registry table have this column?  The library of a new version
+ * runs over the old version's tables until ALTER EXTENSION UPDATE.
+ */
+bool
+rl_registry_has_column(Relation rel, const char *name)
+{
+	return find_column(rel, name) != InvalidAttrNumber;
 }
 
 /* A column of a registry row by name; NULL only where the table allows it. */

@@ -17,6 +17,7 @@
 #include "utils/relcache.h"
 
 extern Oid	rl_registry_relid(const char *name);
+extern bool rl_registry_has_column(Relation rel, const char *name);
 extern Datum rl_registry_column(Relation rel, HeapTuple tup, const char *name,
 								bool *isnull);
 extern char *rl_registry_column_string(Relation rel, HeapTuple tup,

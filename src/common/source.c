@@ -401,6 +401,44 @@ rl_source_read_range(const RlSource *src, const char *symbol,
 	return rd.rows;
 }
 
+/*
+ * The rows after a time, preceded by up to lookback rows at or before it
+ * (counted in n_before): what live monitoring evaluates.  No new row is
+ * not an error here.
+ */
+RlSourceRows *
+rl_source_read_after(const RlSource *src, const char *symbol,
+					 TimestampTz after, int64 lookback)
+{
+	SourceRead	rd;
+	StringInfoData q;
+	const char *tcol = quote_identifier(src->time_column);
+	Oid			argtypes[3];
+	Datum		values[3];
+
+	begin_read(&rd, src, symbol);
+	argtypes[0] = rd.symbol_type;
+	values[0] = rd.symbol_value;
+	argtypes[1] = TIMESTAMPTZOID;
+	values[1] = TimestampTzGetDatum(after);
+	argtypes[2] = INT8OID;
+	values[2] = Int64GetDatum(lookback);
+
+	initStringInfo(&q);
+	append_select(&q, &rd);
+	appendStringInfo(&q, "%s OPERATOR(pg_catalog.<=) $2 ORDER BY %s DESC LIMIT $3",
+					 tcol, tcol);
+	fetch_rows(&rd, q.data, 3, argtypes, values, true);
+	rd.rows->n_before = rd.rows->n;
+
+	initStringInfo(&q);
+	append_select(&q, &rd);
+	appendStringInfo(&q, "%s OPERATOR(pg_catalog.>) $2 ORDER BY %s", tcol, tcol);
+	fetch_rows(&rd, q.data, 2, argtypes, values, false);
+	SPI_finish();
+	return rd.rows;
+}
+
 /* qsort comparator of int64 gaps. */
 static int
 cmp_int64(const void *a, const void *b)

@@ -58,6 +58,14 @@ extern RlSourceRows *rl_source_read_range(const RlSource *src,
 										  int64 lookback);
 
 /*
+ * The rows with ts > after, preceded by up to lookback rows with
+ * ts <= after (counted in n_before); no new row is no error.
+ */
+extern RlSourceRows *rl_source_read_after(const RlSource *src,
+										  const char *symbol,
+										  TimestampTz after, int64 lookback);
+
+/*
  * Every symbol's rows of the last data_window (counted back from the newest
  * row), symbols in order; should_stop (or NULL) is asked between batches.
  */

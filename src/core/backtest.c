@@ -14,16 +14,34 @@
 #include "backtest.h"
 
 /* Running totals shared by the single-series and portfolio backtests. */
-typedef struct BtAcc
+typedef RlPerfAcc BtAcc;
+
+/*
+ * Add one decision's outcome: a backtest and live monitoring keep the same
+ * running totals, so their metrics are one definition.
+ */
+void
+rl_perf_add(RlPerfAcc *acc, double net, double r_next, int32_t dpos)
 {
-	int64_t		n;
-	double		mean;			/* Welford mean of net log returns */
-	double		m2;				/* Welford sum of squared deviations */
-	double		total;
-	double		buy_hold;
-	double		abs_dpos;
-	double		max_dd;
-} BtAcc;
+	double		delta;
+	double		dd;
+
+	acc->cum += net;
+	if (acc->cum > acc->peak)
+		acc->peak = acc->cum;
+	dd = 1.0 - exp(acc->cum - acc->peak);
+	if (dd > acc->max_dd)
+		acc->max_dd = dd;
+	acc->n++;
+	delta = net - acc->mean;
+	acc->mean += delta / (double) acc->n;
+	acc->m2 += delta * (net - acc->mean);
+	acc->total += net;
+	acc->buy_hold += r_next;
+	acc->abs_dpos += dpos < 0 ? -dpos : dpos;
+	if (net > 0)
+		acc->hits++;
+}
 
 /* A bad architecture or missing tensor would crash rl_forward. */
 static int
@@ -86,13 +104,13 @@ backtest_range(const RlWeights *w, const RlSeries *s, double sigma,
 	float	   *scratch = obs + arch->obs_dim;
 	float	   *probs = scratch + RL_FORWARD_SCRATCH(arch);
 	int32_t		prev = 0;		/* every range starts flat */
-	double		cum = 0.0;
-	double		peak = 0.0;		/* log of the peak equity, from 1.0 */
 	int64_t		t;
 
 	if (s == NULL || s->returns == NULL)
 		return rl_env_fail(err, RL_ENV_BAD_ARG,
 						   "series and its returns must not be NULL");
+	/* each range's equity starts at 1 */
+	acc->cum = acc->peak = 0.0;
 	if (t_from < arch->window || t_from > t_to || t_to > s->n - 2)
 		return rl_env_fail(err, RL_ENV_TOO_SHORT,
 						   "decision range [%lld, %lld] must satisfy %d <= t_from <= t_to <= %lld (series of %lld prices)",
@@ -107,9 +125,6 @@ backtest_range(const RlWeights *w, const RlSeries *s, double sigma,
 		int32_t		pos;
 		double		r_next = s->returns[t + 1];
 		double		net;
-		double		dd;
-		double		delta;
-		int32_t		dpos;
 
 		rc = rl_env_observation(s, arch->window, arch->n_features, sigma, t,
 								prev, obs, err);
@@ -123,22 +138,7 @@ backtest_range(const RlWeights *w, const RlSeries *s, double sigma,
 							   (long long) t);
 		pos = rl_action_position(a);
 		net = rl_env_net_return(pos, prev, r_next, cost);
-		dpos = pos - prev;
-
-		cum += net;
-		if (cum > peak)
-			peak = cum;
-		dd = 1.0 - exp(cum - peak);
-		if (dd > acc->max_dd)
-			acc->max_dd = dd;
-
-		acc->n++;
-		delta = net - acc->mean;
-		acc->mean += delta / (double) acc->n;
-		acc->m2 += delta * (net - acc->mean);
-		acc->total += net;
-		acc->buy_hold += r_next;
-		acc->abs_dpos += dpos < 0 ? -dpos : dpos;
+		rl_perf_add(acc, net, r_next, pos - prev);
 
 		if (steps != NULL)
 		{
@@ -148,7 +148,7 @@ backtest_range(const RlWeights *w, const RlSeries *s, double sigma,
 			st->position = pos;
 			st->net_return = net;
 			st->reward = net / sigma;
-			st->equity = exp(cum);
+			st->equity = exp(acc->cum);
 		}
 		prev = pos;
 	}
@@ -156,8 +156,8 @@ backtest_range(const RlWeights *w, const RlSeries *s, double sigma,
 }
 
 /* Turn the running totals into the reported metrics. */
-static void
-finish(const BtAcc *acc, double periods_per_year, RlBacktestSummary *sum)
+void
+rl_perf_summary(const RlPerfAcc *acc, double periods_per_year, RlBacktestSummary *sum)
 {
 	sum->n_steps = acc->n;
 	sum->total_log_return = acc->total;
@@ -193,7 +193,7 @@ rl_backtest(const RlWeights *w, const RlSeries *s, double sigma, double cost,
 	if (rc != RL_ENV_OK)
 		return rc;
 	if (summary != NULL)
-		finish(&acc, periods_per_year, summary);
+		rl_perf_summary(&acc, periods_per_year, summary);
 	if (err != NULL)
 		err[0] = '\0';
 	return RL_ENV_OK;
@@ -230,7 +230,7 @@ rl_backtest_multi(const RlWeights *w, const RlSeries *series,
 			return rc;
 	}
 	if (summary != NULL)
-		finish(&acc, periods_per_year, summary);
+		rl_perf_summary(&acc, periods_per_year, summary);
 	if (err != NULL)
 		err[0] = '\0';
 	return RL_ENV_OK;

@@ -64,6 +64,28 @@ typedef struct RlBacktestRange
 } RlBacktestRange;
 
 /*
+ * Running totals of a sequence of decisions (a backtest's, or a version's
+ * live ones): one definition of the metrics for both.  Zero-initialise.
+ */
+typedef struct RlPerfAcc
+{
+	int64_t		n;
+	double		mean;			/* Welford mean of net log returns */
+	double		m2;				/* Welford sum of squared deviations */
+	double		total;			/* sum of net log returns */
+	double		buy_hold;		/* sum of r_{t+1} */
+	double		abs_dpos;		/* sum of |position change| */
+	double		max_dd;			/* max of 1 - equity / running peak */
+	double		cum;			/* log equity now (from 0) */
+	double		peak;			/* log of the running peak equity */
+	int64_t		hits;			/* decisions with a positive net return */
+} RlPerfAcc;
+
+extern void rl_perf_add(RlPerfAcc *acc, double net, double r_next, int32_t dpos);
+extern void rl_perf_summary(const RlPerfAcc *acc, double periods_per_year,
+							RlBacktestSummary *sum);
+
+/*
  * Backtest decisions t_from .. t_to (window <= t_from <= t_to <= n - 2) of
  * one series; window and n_features come from w->arch.  steps (may be
  * NULL) receives t_to - t_from + 1 rows; summary may be NULL.  work holds

@@ -255,6 +255,7 @@ UPDATE rl_mlops.models SET created_at = now() - interval '100 days',
                            archived_at = CASE WHEN state = 'archived' THEN now() - interval '100 days' END,
                            validated_at = now() - interval '100 days'
  WHERE agent = 'h' AND version IN (pg_temp.v(1), pg_temp.v(2));
+UPDATE rl_mlops.deployments SET deployed_at = now() - interval '100 days' WHERE agent = 'h';
 SELECT is((SELECT array_agg(x ORDER BY x) FROM jsonb_array_elements_text(rl_mlops.cleanup_old_models('h') -> 'removed') x),
           ARRAY[pg_temp.v(1), pg_temp.v(2)],
           'cleanup removes old versions whose large objects are already gone');

@@ -38,11 +38,15 @@ UPDATE rl_mlops.models m SET
                           WHEN v.n >= 8 THEN now() - interval '50 days'
                           ELSE now() - interval '80 days' END
   FROM v WHERE m.agent = 'k' AND m.version = v.version;
+-- the deployments as long ago: no version is in probation (live
+-- monitoring's shadow, which retention keeps; 110_monitor.pl tests that)
+UPDATE rl_mlops.deployments SET deployed_at = now() - interval '80 days' WHERE agent = 'k';
 -- agent o: one old archived version that k's cleanup must not touch
 CREATE TEMP TABLE o_v AS SELECT rl_test.add_model('o', 200, p_deploy => true) AS v1;
 SELECT lives_ok($$SELECT rl_test.add_model('o', 201, p_deploy => true)$$, 'agent o: a second deploy');
 UPDATE rl_mlops.models SET created_at = now() - interval '1 year', archived_at = now() - interval '1 year'
  WHERE agent = 'o' AND state = 'archived';
+UPDATE rl_mlops.deployments SET deployed_at = now() - interval '1 year' WHERE agent = 'o';
 
 SELECT results_eq(
     $$SELECT n, state, pinned FROM rl_mlops.models JOIN v USING (version) WHERE agent = 'k' ORDER BY n$$,

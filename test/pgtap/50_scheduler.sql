@@ -3,7 +3,7 @@
 -- real pg_cron tick is test/t/050_scheduler.pl.
 \set ON_ERROR_STOP 1
 BEGIN;
-SELECT plan(32);
+SELECT plan(36);
 
 CREATE EXTENSION rl_mlops;
 CREATE TABLE public.sched_bars AS SELECT * FROM rl_mlops.synthetic_bars(symbols => 1, bars => 100);
@@ -86,7 +86,8 @@ GRANT EXECUTE ON FUNCTION rl_mlops.schedule_retraining(text, integer, text),
                                              double precision, double precision, integer, integer,
                                              double precision, double precision, double precision, bigint,
                                              integer, integer, integer, boolean, integer, text,
-                                             double precision)
+                                             double precision, integer, boolean, double precision,
+                                             integer, double precision, interval, interval, integer)
    TO rl_test_nologin_ops;
 SET ROLE rl_test_nologin_ops;
 SELECT throws_ok($$SELECT rl_mlops.schedule_retraining('sched')$$, '28000',
@@ -106,8 +107,19 @@ SELECT results_eq($$SELECT cron_last_status, cron_last_message FROM rl_mlops.sch
                   'scheduler_status shows how the last pg_cron run of the job went');
 SELECT is(rl_mlops.status('sched') #>> '{status,scheduler,cron_job,last_run_message}', 'connection failed',
           '... and so does status()');
+-- Monitoring on a schedule: its own job, beside the retraining one.
+SELECT rl_mlops.schedule_monitoring('sched', schedule => '*/2 * * * *') AS monjob \gset
+SELECT is((SELECT jobname || ' | ' || schedule || ' | ' || command FROM cron.job WHERE jobid = :monjob) COLLATE "C",
+          'rl_mlops_monitor_sched | */2 * * * * | SELECT rl_mlops.monitor(''sched'')' COLLATE "C",
+          'schedule_monitoring creates a job that calls monitor()');
+SELECT is(rl_mlops.status('sched') #>> '{status,monitoring,cron_job,schedule}', '*/2 * * * *',
+          'status() shows the monitoring job');
+SELECT ok(rl_mlops.unschedule_monitoring('sched'), 'unschedule_monitoring removes it');
+SELECT ok(NOT EXISTS (SELECT 1 FROM cron.job WHERE jobid = :monjob), '... from cron.job');
+SELECT rl_mlops.schedule_monitoring('sched') AS monjob \gset
 SELECT lives_ok($$SELECT rl_mlops.drop_agent('sched')$$, 'drop_agent with a scheduled job');
-SELECT ok(NOT EXISTS (SELECT 1 FROM cron.job WHERE jobid = :job), 'drop_agent removed the agent''s pg_cron job');
+SELECT ok(NOT EXISTS (SELECT 1 FROM cron.job WHERE jobid IN (:job, :monjob)),
+          'drop_agent removed the agent''s pg_cron jobs, retraining and monitoring');
 SELECT cron.schedule('rl_mlops_retrain_gone', '0 3 * * *', 'SELECT rl_mlops.retrain_if_due(''gone'')') AS orphan \gset
 SELECT is((SELECT string_agg(kind || ' ' || object, '; ') FROM rl_mlops.check_integrity()),
           'orphan_cron_job job ' || :orphan, 'check_integrity() reports a job whose agent is gone');

@@ -14,7 +14,7 @@
 \set ON_ERROR_STOP 1
 BEGIN;
 SET LOCAL client_min_messages = error;
-SELECT plan(237);
+SELECT plan(253);
 
 CREATE EXTENSION rl_mlops;
 \ir helpers/checkpoint.sql
@@ -305,7 +305,14 @@ INSERT INTO absurd (param, val) VALUES
     ('keep_min', '0'), ('keep_min', '1001'),
     ('interval_days', '0'), ('interval_days', '366'),
     ('deploy_gate', '''best'''), ('deploy_gate', ''''''), ('deploy_gate', '''valid; DROP TABLE rl_test.bars'''),
-    ('gate_min_delta', '-0.1'), ('gate_min_delta', '101'), ('gate_min_delta', '''NaN''');
+    ('gate_min_delta', '-0.1'), ('gate_min_delta', '101'), ('gate_min_delta', '''NaN'''),
+    ('probation_days', '-1'), ('probation_days', '366'),
+    ('monitor_alpha', '0'), ('monitor_alpha', '0.21'), ('monitor_alpha', '''NaN'''),
+    ('min_live_decisions', '1'), ('min_live_decisions', '1000001'),
+    ('max_live_drawdown', '0'), ('max_live_drawdown', '11'), ('max_live_drawdown', '''NaN'''),
+    ('stale_after', '''59 seconds'''), ('stale_after', '''2 years'''),
+    ('rollback_cooldown', '''-1 minute'''), ('rollback_cooldown', '''2 years'''),
+    ('ledger_retention_days', '0'), ('ledger_retention_days', '36501');
 
 SELECT is(pg_temp.violation(format('SELECT rl_mlops.configure(''cfg'', %s => %s)', a.param, a.val)),
           '23514 ' || (SELECT c.conname FROM pg_constraint c

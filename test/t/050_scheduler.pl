@@ -23,7 +23,7 @@ $node->safe_psql('postgres', q{
 	GRANT USAGE ON SCHEMA rl_mlops, cron TO trader;
 	GRANT SELECT ON public.bars TO trader;
 	GRANT EXECUTE ON FUNCTION rl_mlops.schedule_retraining(text, integer, text),
-	                          rl_mlops.cron_job(text),
+	                          rl_mlops.cron_job(text, text),
 	                          rl_mlops.retrain_if_due(text),
 	                          rl_mlops.retrain(text, boolean, integer, boolean)
 	   TO trader;
@@ -31,7 +31,8 @@ $node->safe_psql('postgres', q{
 	    double precision, integer, double precision, double precision, double precision,
 	    double precision, double precision, integer, integer, double precision,
 	    double precision, double precision, bigint, integer, integer, integer, boolean,
-	    integer, text, double precision) TO trader;
+	    integer, text, double precision, integer, boolean, double precision, integer,
+	    double precision, interval, interval, integer) TO trader;
 	GRANT SELECT ON ALL TABLES IN SCHEMA rl_mlops TO trader;
 });
 

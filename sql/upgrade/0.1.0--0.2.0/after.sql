@@ -5,23 +5,38 @@
 --------------------------------------------------------------------------
 
 -- retrain() lost its "trigger" argument (only retrain_if_due() records
--- 'schedule'): the roles that could call the old one can call the new one.
+-- 'schedule') and configure() gained the monitoring settings: the roles
+-- that could call the old signatures can call the new ones.
 DO $$
 DECLARE
-    old_retrain regprocedure := 'rl_mlops.retrain(text, boolean, integer, boolean, text)';
+    renamed text[][] := ARRAY[
+        ARRAY['rl_mlops.retrain(text, boolean, integer, boolean, text)',
+              'rl_mlops.retrain(text, boolean, integer, boolean)'],
+        ARRAY['rl_mlops.configure(text, integer, integer, interval, double precision, integer,'
+              ' double precision, double precision, double precision, double precision,'
+              ' double precision, integer, integer, double precision, double precision,'
+              ' double precision, bigint, integer, integer, integer, boolean, integer,'
+              ' text, double precision)',
+              'rl_mlops.configure(text, integer, integer, interval, double precision, integer,'
+              ' double precision, double precision, double precision, double precision,'
+              ' double precision, integer, integer, double precision, double precision,'
+              ' double precision, bigint, integer, integer, integer, boolean, integer,'
+              ' text, double precision, integer, boolean, double precision, integer,'
+              ' double precision, interval, interval, integer)']];
     grantee regrole;
 BEGIN
-    FOR grantee IN
-        SELECT a.grantee::regrole
-          FROM pg_catalog.pg_proc p,
-               LATERAL pg_catalog.aclexplode(p.proacl) a
-         WHERE p.oid = old_retrain AND a.privilege_type = 'EXECUTE'
-           AND a.grantee <> 0 AND a.grantee <> p.proowner
-    LOOP
-        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION rl_mlops.retrain(text, boolean, integer, boolean) TO %s',
-                                  grantee);
+    FOR i IN 1 .. pg_catalog.array_length(renamed, 1) LOOP
+        FOR grantee IN
+            SELECT a.grantee::regrole
+              FROM pg_catalog.pg_proc p,
+                   LATERAL pg_catalog.aclexplode(p.proacl) a
+             WHERE p.oid = renamed[i][1]::regprocedure AND a.privilege_type = 'EXECUTE'
+               AND a.grantee <> 0 AND a.grantee <> p.proowner
+        LOOP
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s', renamed[i][2], grantee);
+        END LOOP;
+        EXECUTE pg_catalog.format('DROP FUNCTION %s', renamed[i][1]);
     END LOOP;
-    EXECUTE pg_catalog.format('DROP FUNCTION %s', old_retrain);
 END
 $$;
 

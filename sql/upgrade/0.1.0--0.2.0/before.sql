@@ -11,3 +11,7 @@ UPDATE rl_mlops.runs
    SET state = 'failed', error = 'worker died', finished_at = pg_catalog.now()
  WHERE rl_mlops._run_unfinished(state)
    AND NOT rl_mlops._run_lock_held(agent);
+
+-- _cron_job_name(agent) gains a kind ('retrain' or 'monitor', default
+-- 'retrain'): the one-argument version would make its calls ambiguous.
+DROP FUNCTION rl_mlops._cron_job_name(text);

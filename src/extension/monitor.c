@@ -1,0 +1,786 @@
+/*-------------------------------------------------------------------------
+ *
+ * monitor.c
+ *	  rl_mlops.monitor(agent): paper-trade the champion and the versions in
+ *	  shadow on the bars not evaluated yet, keep the ledger and the running
+ *	  aggregates, and roll back on evidence (ARCHITECTURE.md, "Live
+ *	  monitoring").
+ *
+ * For each version and symbol the greedy decision at bar t (an observation
+ * built from data up to t, the position held coming in) earns the net log
+ * return to bar t+1, so a bar's row exists only once the next bar does; a
+ * version starts flat at its first live bar and its position carries over
+ * between calls.  A call reads O(new bars + window) rows per symbol.
+ *
+ * The champion and the version it replaced are compared on the bars both
+ * traded with the paired always-valid test of core/sequential.c: a look
+ * after every bar is allowed.  Only that evidence, after
+ * min_live_decisions, with auto_rollback on and outside rollback_cooldown,
+ * rolls back; stale data, a deep drawdown or a symbol with bad data raise
+ * alerts and never act.
+ *
+ * The source is read as the caller in a security-restricted part whose
+ * setting changes are undone (owner.c); the registry is written as the
+ * owner with schema-qualified statements.  The agent's row lock is held for
+ * the call: two calls at once never write a bar twice.  One transaction:
+ * a crash leaves the ledger and the aggregates as they were.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "backtest.h"
+#include "owner.h"
+#include "sequential.h"
+#include "source_relation.h"
+#include "serve.h"
+
+PG_FUNCTION_INFO_V1(rl_monitor);
+
+/* One version monitor() paper-trades. */
+typedef struct LiveVersion
+{
+	char	   *version;
+	bool		champion;
+	TimestampTz first_bar_after;	/* live from the first bar after this */
+	char	   *predecessor;	/* champion only: the version it replaced */
+	int64		deployment_id;	/* champion only: the deployment doing so */
+	ServeModel *model;
+	int64		decisions;		/* made in this call */
+	RlPerfAcc	perf;			/* running totals (from live_metrics) */
+	bool		has_metrics;
+	TimestampTz since;
+	TimestampTz last_bar;
+	int64		gaps_n;			/* this call's bar gaps, for annualising */
+	int64	   *gaps;
+	int64		gaps_cap;
+} LiveVersion;
+
+/* One version's decisions on one symbol in this call. */
+typedef struct Decisions
+{
+	int64		n;
+	TimestampTz *ts;
+	int32	   *position;
+	double	   *net;
+	double	   *buy_hold;
+} Decisions;
+
+/* Run a registry statement as the owner; rows processed. */
+static uint64
+owner_sql(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
+{
+	RlSavedUser saved = rl_become_owner();
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+
+	rl_restore_user(saved);
+	if (rc < 0)
+		elog(ERROR, "rl_mlops: registry statement failed (%s): %s",
+			 SPI_result_code_string(rc), sql);
+	return SPI_processed;
+}
+
+/* Text column of the first (or row-th) result row, copied, or NULL. */
+static char *
+result_text(uint64 row, int col, MemoryContext cxt)
+{
+	char	   *v = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
+
+	return v ? MemoryContextStrdup(cxt, v) : NULL;
+}
+
+/* The versions to evaluate (rl_mlops._live_versions), champion first. */
+static LiveVersion *
+live_versions(const char *agent, int *n, MemoryContext cxt)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(agent)};
+	LiveVersion *v;
+	bool		isnull;
+
+	*n = (int) owner_sql("SELECT version, role, first_bar_after, predecessor, deployment_id"
+						 "  FROM rl_mlops._live_versions($1)"
+						 " ORDER BY role OPERATOR(pg_catalog.=) 'champion' DESC, version",
+						 1, types, values, NULL);
+	v = MemoryContextAllocZero(cxt, Max(*n, 1) * sizeof(LiveVersion));
+	for (int i = 0; i < *n; i++)
+	{
+		v[i].version = result_text(i, 1, cxt);
+		v[i].champion = strcmp(result_text(i, 2, cxt), "champion") == 0;
+		v[i].first_bar_after = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i],
+																 SPI_tuptable->tupdesc, 3, &isnull));
+		v[i].predecessor = result_text(i, 4, cxt);
+		v[i].deployment_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+														 SPI_tuptable->tupdesc, 5, &isnull));
+	}
+	return v;
+}
+
+/* Load a version's running totals from live_metrics, if it has any. */
+static void
+load_metrics(const char *agent, LiveVersion *v)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(agent), CStringGetTextDatum(v->version)};
+	HeapTuple	t;
+	TupleDesc	d;
+	bool		isnull;
+
+	if (owner_sql("SELECT decisions, mean_return, m2_return, total_return, buy_hold_return,"
+				  "       abs_position_changes, max_drawdown, equity, peak_equity, hits, since, last_bar"
+				  "  FROM rl_mlops.live_metrics"
+				  " WHERE agent OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2",
+				  2, types, values, NULL) == 0)
+		return;
+	t = SPI_tuptable->vals[0];
+	d = SPI_tuptable->tupdesc;
+	v->has_metrics = true;
+	v->perf.n = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
+	v->perf.mean = DatumGetFloat8(SPI_getbinval(t, d, 2, &isnull));
+	v->perf.m2 = DatumGetFloat8(SPI_getbinval(t, d, 3, &isnull));
+	v->perf.total = DatumGetFloat8(SPI_getbinval(t, d, 4, &isnull));
+	v->perf.buy_hold = DatumGetFloat8(SPI_getbinval(t, d, 5, &isnull));
+	v->perf.abs_dpos = DatumGetFloat8(SPI_getbinval(t, d, 6, &isnull));
+	v->perf.max_dd = DatumGetFloat8(SPI_getbinval(t, d, 7, &isnull));
+	v->perf.cum = DatumGetFloat8(SPI_getbinval(t, d, 8, &isnull));
+	v->perf.peak = DatumGetFloat8(SPI_getbinval(t, d, 9, &isnull));
+	v->perf.hits = DatumGetInt64(SPI_getbinval(t, d, 10, &isnull));
+	v->since = DatumGetTimestampTz(SPI_getbinval(t, d, 11, &isnull));
+	if (isnull)
+		v->since = DT_NOBEGIN;
+	v->last_bar = DatumGetTimestampTz(SPI_getbinval(t, d, 12, &isnull));
+	if (isnull)
+		v->last_bar = DT_NOBEGIN;
+}
+
+/*
+ * The symbols to evaluate: those already paper-traded, and those of the
+ * champion's training data (its holdout ranges), or every symbol of the
+ * source for a version that has neither (an imported champion).
+ */
+static char **
+live_symbols(const RlAgent *ag, const LiveVersion *champ, int *n, MemoryContext cxt)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(ag->name), CStringGetTextDatum(champ->version)};
+	char	  **syms;
+
+	*n = (int) owner_sql("SELECT symbol FROM rl_mlops.live_positions WHERE agent OPERATOR(pg_catalog.=) $1"
+						 " UNION "
+						 "SELECT pg_catalog.jsonb_object_keys(metrics OPERATOR(pg_catalog.->) 'holdout_ranges')"
+						 "  FROM rl_mlops.models"
+						 " WHERE agent OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2"
+						 " ORDER BY 1",
+						 2, types, values, NULL);
+	if (*n == 0)
+	{
+		RlRequesterPart part = rl_begin_as_requester(GetUserId());
+		char	   *q = psprintf("SELECT DISTINCT %s::pg_catalog.text FROM %s ORDER BY 1",
+								 quote_identifier(ag->source.symbol_column),
+								 rl_source_relation_lock(ag->source.relid, ag->name));
+
+		if (SPI_execute(q, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not list the symbols of the source");
+		*n = (int) SPI_processed;
+		rl_end_as_requester(part);
+	}
+	syms = MemoryContextAlloc(cxt, Max(*n, 1) * sizeof(char *));
+	for (int i = 0; i < *n; i++)
+		syms[i] = result_text(i, 1, cxt);
+	return syms;
+}
+
+/* Where a version stands on a symbol: after which bar, holding what. */
+static bool
+load_position(const char *agent, const char *version, const char *symbol,
+			  TimestampTz *last_bar, int32 *position)
+{
+	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3] = {CStringGetTextDatum(agent), CStringGetTextDatum(version),
+	CStringGetTextDatum(symbol)};
+	bool		isnull;
+
+	if (owner_sql("SELECT last_bar, position FROM rl_mlops.live_positions"
+				  " WHERE agent OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2"
+				  "   AND symbol OPERATOR(pg_catalog.=) $3", 3, types, values, NULL) == 0)
+		return false;
+	*last_bar = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*position = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	return true;
+}
+
+/* A float8[] / int4[] / timestamptz[] argument from C arrays. */
+static Datum
+array_of(const void *data, int64 n, Oid elemtype)
+{
+	Datum	   *elems = palloc(Max(n, 1) * sizeof(Datum));
+	int16		len;
+	bool		byval;
+	char		align;
+
+	for (int64 i = 0; i < n; i++)
+		elems[i] = elemtype == FLOAT8OID ? Float8GetDatum(((const double *) data)[i]) :
+			elemtype == INT4OID ? Int32GetDatum(((const int32 *) data)[i]) :
+			TimestampTzGetDatum(((const TimestampTz *) data)[i]);
+	get_typlenbyvalalign(elemtype, &len, &byval, &align);
+	return PointerGetDatum(construct_array(elems, (int) n, elemtype, len, byval, align));
+}
+
+/*
+ * Paper-trade one version on one symbol's new bars: the decisions, then
+ * the ledger rows, the position and the running totals.
+ */
+static Decisions
+trade_symbol(const RlAgent *ag, LiveVersion *v, const char *symbol)
+{
+	Decisions	d = {0};
+	TimestampTz after;
+	int32		pos = 0;
+	bool		known = load_position(ag->name, v->version, symbol, &after, &pos);
+	RlRequesterPart part;
+	RlSourceRows *rows;
+	RlSeries	s;
+	int32		w = ag->arch.window;
+	float	   *obs;
+	float	   *probs;
+	char		err[RL_ENV_ERRLEN];
+	int64		first;
+
+	if (!known)
+		after = v->first_bar_after;
+	part = rl_begin_as_requester(GetUserId());
+	rows = rl_source_read_after(&ag->source, symbol, after, w);
+	rl_end_as_requester(part);
+	first = Max(rows->n_before, w);
+	if (rows->n < 2 || first > rows->n - 2)
+		return d;
+	s = rl_source_series(rows, symbol);
+
+	d.ts = palloc(rows->n * sizeof(TimestampTz));
+	d.position = palloc(rows->n * sizeof(int32));
+	d.net = palloc(rows->n * sizeof(double));
+	d.buy_hold = palloc(rows->n * sizeof(double));
+	obs = v->model->work;
+	probs = v->model->work + v->model->w.arch.obs_dim + RL_FORWARD_SCRATCH(&v->model->w.arch);
+	for (int64 t = first; t <= rows->n - 2; t++)
+	{
+		int32		next;
+		double		r_next = s.returns[t + 1];
+
+		rl_serve_check_env(rl_env_observation(&s, w, ag->arch.n_features, v->model->sigma,
+											  t, pos, obs, err), err);
+		rl_forward(&v->model->w, obs, probs, NULL, v->model->work + v->model->w.arch.obs_dim);
+		next = rl_action_position(rl_argmax(probs, RL_N_ACTIONS));
+		d.ts[d.n] = rows->ts[t];
+		d.position[d.n] = next;
+		d.net[d.n] = rl_env_net_return(next, pos, r_next, ag->cost);
+		d.buy_hold[d.n] = r_next;
+		rl_perf_add(&v->perf, d.net[d.n], r_next, next - pos);
+		if (v->gaps_n == v->gaps_cap)
+		{
+			v->gaps_cap = Max(64, 2 * v->gaps_cap);
+			v->gaps = v->gaps ? repalloc(v->gaps, v->gaps_cap * sizeof(int64))
+				: palloc(v->gaps_cap * sizeof(int64));
+		}
+		v->gaps[v->gaps_n++] = rows->ts[t + 1] - rows->ts[t];
+		pos = next;
+		d.n++;
+	}
+	if (v->since == 0 || v->since == DT_NOBEGIN || d.ts[0] < v->since)
+		v->since = d.ts[0];
+	if (v->last_bar == 0 || v->last_bar == DT_NOBEGIN || d.ts[d.n - 1] > v->last_bar)
+		v->last_bar = d.ts[d.n - 1];
+	v->decisions += d.n;
+
+	{
+		Oid			types[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZARRAYOID,
+		INT4ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID};
+		Datum		values[8];
+
+		values[0] = CStringGetTextDatum(ag->name);
+		values[1] = CStringGetTextDatum(v->version);
+		values[2] = CStringGetTextDatum(v->champion ? "champion" : "shadow");
+		values[3] = CStringGetTextDatum(symbol);
+		values[4] = array_of(d.ts, d.n, TIMESTAMPTZOID);
+		values[5] = array_of(d.position, d.n, INT4OID);
+		values[6] = array_of(d.net, d.n, FLOAT8OID);
+		values[7] = array_of(d.buy_hold, d.n, FLOAT8OID);
+		owner_sql("INSERT INTO rl_mlops.live_ledger (agent, version, role, symbol, ts, position,"
+				  "                                  net_return, buy_hold_return)"
+				  " SELECT $1, $2, $3, $4, u.ts, u.pos, u.net, u.bh"
+				  "   FROM ROWS FROM (pg_catalog.unnest($5), pg_catalog.unnest($6),"
+				  "                   pg_catalog.unnest($7), pg_catalog.unnest($8)) AS u(ts, pos, net, bh)",
+				  8, types, values, NULL);
+		types[4] = TIMESTAMPTZOID;
+		types[5] = INT4OID;
+		types[6] = TIMESTAMPTZOID;
+		values[4] = TimestampTzGetDatum(d.ts[d.n - 1]);
+		values[5] = Int32GetDatum(pos);
+		values[6] = TimestampTzGetDatum(d.ts[0]);
+		owner_sql("INSERT INTO rl_mlops.live_positions AS p (agent, version, symbol, first_bar,"
+				  "                                        last_bar, position)"
+				  " VALUES ($1, $2, $4, $7, $5, $6)"
+				  " ON CONFLICT (agent, version, symbol)"
+				  " DO UPDATE SET last_bar = EXCLUDED.last_bar, position = EXCLUDED.position",
+				  7, types, values, NULL);
+	}
+	return d;
+}
+
+/* Write a version's running totals back, with the metrics derived from them. */
+static void
+save_metrics(const RlAgent *ag, LiveVersion *v)
+{
+	Oid			types[15] = {TEXTOID, TEXTOID, INT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID,
+		FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, INT8OID,
+	TIMESTAMPTZOID, TIMESTAMPTZOID, FLOAT8OID};
+	Datum		values[15];
+	char		nulls[15];
+	RlBacktestSummary sum;
+	double		ppy = 0;
+
+	memset(nulls, ' ', sizeof(nulls));
+	if (v->gaps_n > 0)
+		ppy = rl_periods_per_year(v->gaps, v->gaps_n);
+	rl_perf_summary(&v->perf, ppy > 0 ? ppy : 1.0, &sum);
+	values[0] = CStringGetTextDatum(ag->name);
+	values[1] = CStringGetTextDatum(v->version);
+	values[2] = Int64GetDatum(v->perf.n);
+	values[3] = Float8GetDatum(v->perf.mean);
+	values[4] = Float8GetDatum(v->perf.m2);
+	values[5] = Float8GetDatum(v->perf.total);
+	values[6] = Float8GetDatum(v->perf.buy_hold);
+	values[7] = Float8GetDatum(v->perf.abs_dpos);
+	values[8] = Float8GetDatum(v->perf.max_dd);
+	values[9] = Float8GetDatum(v->perf.cum);
+	values[10] = Float8GetDatum(v->perf.peak);
+	values[11] = Int64GetDatum(v->perf.hits);
+	values[12] = TimestampTzGetDatum(v->since);
+	values[13] = TimestampTzGetDatum(v->last_bar);
+	values[14] = Float8GetDatum(sum.sharpe);
+	if (v->since == 0 || v->since == DT_NOBEGIN)
+		nulls[12] = 'n';
+	if (v->last_bar == 0 || v->last_bar == DT_NOBEGIN)
+		nulls[13] = 'n';
+	if (ppy <= 0)
+		nulls[14] = 'n';
+	owner_sql("INSERT INTO rl_mlops.live_metrics AS m (agent, version, decisions, mean_return,"
+			  "       m2_return, total_return, buy_hold_return, abs_position_changes, max_drawdown,"
+			  "       equity, peak_equity, hits, since, last_bar, sharpe)"
+			  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+			  " ON CONFLICT (agent, version) DO UPDATE SET"
+			  "   decisions = EXCLUDED.decisions, mean_return = EXCLUDED.mean_return,"
+			  "   m2_return = EXCLUDED.m2_return, total_return = EXCLUDED.total_return,"
+			  "   buy_hold_return = EXCLUDED.buy_hold_return,"
+			  "   abs_position_changes = EXCLUDED.abs_position_changes,"
+			  "   max_drawdown = EXCLUDED.max_drawdown, equity = EXCLUDED.equity,"
+			  "   peak_equity = EXCLUDED.peak_equity, hits = EXCLUDED.hits,"
+			  "   since = EXCLUDED.since, last_bar = EXCLUDED.last_bar,"
+			  "   sharpe = COALESCE(EXCLUDED.sharpe, m.sharpe)",
+			  15, types, values, nulls);
+}
+
+/* Paired differences (champion minus predecessor) on the bars both traded. */
+static void
+add_pairs(RlSeqState *st, const Decisions *champ, const Decisions *pred)
+{
+	int64		i = 0;
+	int64		j = 0;
+	char		err[RL_SEQ_ERRLEN];
+
+	while (i < champ->n && j < pred->n)
+	{
+		if (champ->ts[i] < pred->ts[j])
+			i++;
+		else if (champ->ts[i] > pred->ts[j])
+			j++;
+		else
+		{
+			if (rl_seq_add_pair(st, champ->net[i], pred->net[j], err) != RL_SEQ_OK)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_EXCEPTION),
+						 errmsg("cannot compare the champion with its predecessor"),
+						 errdetail("%s", err)));
+			i++;
+			j++;
+		}
+	}
+}
+
+/* The comparison's state, read or new. */
+static void
+load_comparison(const RlAgent *ag, const LiveVersion *champ, RlSeqState *st)
+{
+	Oid			types4[4] = {TEXTOID, TEXTOID, TEXTOID, INT8OID};
+	Datum		values4[4] = {CStringGetTextDatum(ag->name), CStringGetTextDatum(champ->version),
+		CStringGetTextDatum(champ->predecessor), Int64GetDatum(champ->deployment_id)};
+	char		err[RL_SEQ_ERRLEN];
+
+	/* a new deployment of the same pair is a new probation: a new test */
+	if (owner_sql("SELECT state FROM rl_mlops.live_comparisons"
+				  " WHERE agent OPERATOR(pg_catalog.=) $1 AND champion OPERATOR(pg_catalog.=) $2"
+				  "   AND predecessor OPERATOR(pg_catalog.=) $3"
+				  "   AND deployment_id OPERATOR(pg_catalog.=) $4", 4, types4, values4, NULL) == 1)
+	{
+		bool		isnull;
+		ArrayType  *arr = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0],
+														   SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr)) == RL_SEQ_STATE_LEN &&
+			!ARR_HASNULL(arr) &&
+			rl_seq_deserialize((const double *) ARR_DATA_PTR(arr), st, err) == RL_SEQ_OK)
+			return;
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the comparison of version \"%s\" with \"%s\" is corrupt",
+						champ->version, champ->predecessor),
+				 errdetail("%s", err)));
+	}
+	if (rl_seq_init(st, RL_SEQ_DEFAULT_TAU2, ag->min_live_decisions, err) != RL_SEQ_OK)
+		elog(ERROR, "%s", err);
+}
+
+/* Store the comparison's state and result. */
+static void
+save_comparison(const RlAgent *ag, const LiveVersion *champ, const RlSeqState *st,
+				const RlSeqResult *r)
+{
+	double		buf[RL_SEQ_STATE_LEN];
+	Oid			types_p[10] = {TEXTOID, TEXTOID, TEXTOID, FLOAT8ARRAYOID, INT8OID, FLOAT8OID,
+	FLOAT8OID, FLOAT8OID, FLOAT8OID, INT8OID};
+	Datum		values[10];
+	char		nulls[11] = "          ";
+
+	rl_seq_serialize(st, buf);
+	values[0] = CStringGetTextDatum(ag->name);
+	values[1] = CStringGetTextDatum(champ->version);
+	values[2] = CStringGetTextDatum(champ->predecessor);
+	values[3] = array_of(buf, RL_SEQ_STATE_LEN, FLOAT8OID);
+	values[4] = Int64GetDatum(r->n);
+	values[5] = Float8GetDatum(r->mean);
+	values[6] = Float8GetDatum(r->log_lambda);
+	values[7] = Float8GetDatum(r->log_threshold);
+	values[8] = Float8GetDatum(r->p_value_side);
+	values[9] = Int64GetDatum(champ->deployment_id);
+	owner_sql("INSERT INTO rl_mlops.live_comparisons AS c (agent, champion, predecessor, state,"
+			  "       decisions, mean_difference, log_lambda, log_threshold, p_value, deployment_id)"
+			  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+			  " ON CONFLICT (agent, champion, predecessor) DO UPDATE SET"
+			  "   state = EXCLUDED.state, decisions = EXCLUDED.decisions,"
+			  "   mean_difference = EXCLUDED.mean_difference, log_lambda = EXCLUDED.log_lambda,"
+			  "   log_threshold = EXCLUDED.log_threshold, p_value = EXCLUDED.p_value,"
+			  "   deployment_id = EXCLUDED.deployment_id,"
+			  "   started_at = CASE WHEN c.deployment_id OPERATOR(pg_catalog.=) EXCLUDED.deployment_id"
+			  "                     THEN c.started_at ELSE pg_catalog.now() END",
+			  10, types_p, values, nulls);
+}
+
+/* Is an automatic rollback of the agent within its cooldown? */
+static bool
+in_cooldown(const RlAgent *ag)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(ag->name)};
+
+	return owner_sql("SELECT 1 FROM rl_mlops.deployments d JOIN rl_mlops.agents a ON a.name OPERATOR(pg_catalog.=) d.agent"
+					 " WHERE d.agent OPERATOR(pg_catalog.=) $1"
+					 "   AND d.action OPERATOR(pg_catalog.=) 'auto_rollback'"
+					 "   AND d.deployed_at OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) a.rollback_cooldown)"
+					 " LIMIT 1", 1, types, values, NULL) > 0;
+}
+
+/* Roll back to the predecessor, recording the evidence. */
+static void
+auto_rollback(const RlAgent *ag, const LiveVersion *champ, const LiveVersion *pred,
+			  const RlSeqResult *r)
+{
+	StringInfoData js;
+	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID};
+	Datum		values[4];
+	char	   *reason;
+
+	initStringInfo(&js);
+	appendStringInfo(&js, "{\"rule\": \"paired always-valid test (mSPRT, tau2 %g): the predecessor earns more per bar\","
+					 " \"statistic\": %.10g, \"threshold\": %.10g, \"p_value\": %.10g,"
+					 " \"alpha\": %g, \"decisions\": " INT64_FORMAT ", \"mean_difference\": %.10g,"
+					 " \"champion\": {\"version\": ",
+					 RL_SEQ_DEFAULT_TAU2, r->log_lambda, r->log_threshold, r->p_value_side,
+					 ag->monitor_alpha, (int64) r->n, r->mean);
+	escape_json(&js, champ->version);
+	appendStringInfo(&js, ", \"live_return\": %.10g, \"decisions\": " INT64_FORMAT "}, \"predecessor\": {\"version\": ",
+					 champ->perf.total, (int64) champ->perf.n);
+	escape_json(&js, pred->version);
+	appendStringInfo(&js, ", \"live_return\": %.10g, \"decisions\": " INT64_FORMAT "}}",
+					 pred->perf.total, (int64) pred->perf.n);
+	reason = psprintf("monitor(): version %s earns less than %s on " INT64_FORMAT " paired bars (log Lambda %.3f >= %.3f)",
+					  champ->version, pred->version, (int64) r->n, r->log_lambda, r->log_threshold);
+	values[0] = CStringGetTextDatum(ag->name);
+	values[1] = CStringGetTextDatum(pred->version);
+	values[2] = CStringGetTextDatum(reason);
+	values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(js.data));
+	owner_sql("SELECT rl_mlops._auto_rollback($1, $2, $3, $4)", 4, types, values, NULL);
+	ereport(LOG, (errmsg("rl_mlops: %s: rolled back agent %s to %s", reason, ag->name, pred->version)));
+}
+
+/* Append a JSON string element to a list under construction. */
+static void
+append_item(StringInfo list, const char *text)
+{
+	if (list->len > 0)
+		appendStringInfoString(list, ", ");
+	escape_json(list, text);
+}
+
+/*
+ * Paper-trade every version on one symbol in a subtransaction: a symbol
+ * with bad data (a NULL or non-positive price...) stops at that bar with
+ * its error reported, and the other symbols go on.
+ */
+static void
+trade_symbol_or_report(const RlAgent *ag, LiveVersion *v, int n_versions,
+					   const char *symbol, Decisions *dec, StringInfo errors)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	LiveVersion *saved = palloc(n_versions * sizeof(LiveVersion));
+
+	memcpy(saved, v, n_versions * sizeof(LiveVersion));
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		for (int i = 0; i < n_versions; i++)
+			dec[i] = trade_symbol(ag, &v[i], symbol);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		for (int i = 0; i < n_versions; i++)
+		{
+			/* the totals as before this symbol (the gaps array is shared) */
+			v[i].perf = saved[i].perf;
+			v[i].decisions = saved[i].decisions;
+			v[i].since = saved[i].since;
+			v[i].last_bar = saved[i].last_bar;
+			v[i].gaps_n = Min(v[i].gaps_n, saved[i].gaps_n);
+			dec[i].n = 0;
+		}
+		append_item(errors, psprintf("symbol %s: %s", symbol, edata->message));
+	}
+	PG_END_TRY();
+}
+
+/*
+ * monitor(agent): see the header.  Returns {"agent", "versions": [...],
+ * "comparison", "actions", "alerts", "errors"}.
+ */
+Datum
+rl_monitor(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	RlAgent    *ag;
+	LiveVersion *v;
+	int			n_versions;
+	char	  **symbols;
+	int			n_symbols = 0;
+	MemoryContext cxt = CurrentMemoryContext;
+	StringInfoData out;
+	StringInfoData alerts;
+	StringInfoData errors;
+	StringInfoData actions;
+	LiveVersion *pred = NULL;
+	RlSeqState st;
+	RlSeqResult r;
+	bool		compare;
+	TimestampTz newest = DT_NOBEGIN;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("agent must not be null")));
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("monitor() cannot run on a hot standby"),
+				 errdetail("Monitoring writes the ledger and may roll back; serving on a standby is unaffected."),
+				 errhint("Call rl_mlops.monitor() on the primary.")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	ag = rl_agent_read(name);
+
+	initStringInfo(&alerts);
+	initStringInfo(&errors);
+	initStringInfo(&actions);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	{
+		Oid			types[1] = {TEXTOID};
+		Datum		values[1] = {CStringGetTextDatum(name)};
+
+		/* one call at a time per agent, and no deploy in between */
+		owner_sql("SELECT rl_mlops._lock_agent($1)", 1, types, values, NULL);
+	}
+	v = live_versions(name, &n_versions, cxt);
+	if (n_versions == 0 || !v[0].champion)
+	{
+		append_item(&alerts, "no model active: nothing to monitor");
+		n_versions = 0;
+	}
+	for (int i = 0; i < n_versions; i++)
+	{
+		v[i].model = rl_serve_version(name, v[i].version);
+		rl_serve_check_arch(v[i].model, ag);
+		load_metrics(name, &v[i]);
+		if (v[0].predecessor != NULL && strcmp(v[i].version, v[0].predecessor) == 0)
+			pred = &v[i];
+	}
+	symbols = n_versions > 0 ? live_symbols(ag, &v[0], &n_symbols, cxt) : NULL;
+	if (n_versions == 0)
+		n_symbols = 0;
+
+	compare = pred != NULL;
+	if (compare)
+		load_comparison(ag, &v[0], &st);
+
+	for (int k = 0; k < n_symbols; k++)
+	{
+		Decisions  *dec = palloc0(n_versions * sizeof(Decisions));
+
+		trade_symbol_or_report(ag, v, n_versions, symbols[k], dec, &errors);
+		for (int i = 0; i < n_versions; i++)
+			if (dec[i].n > 0)
+				newest = Max(newest, dec[i].ts[dec[i].n - 1]);
+		if (compare && dec[0].n > 0)
+			add_pairs(&st, &dec[0], &dec[pred - v]);
+	}
+
+	for (int i = 0; i < n_versions; i++)
+		if (v[i].decisions > 0)
+			save_metrics(ag, &v[i]);
+
+	if (compare)
+	{
+		char		err[RL_SEQ_ERRLEN];
+
+		if (rl_seq_test(&st, ag->monitor_alpha, -1, &r, err) != RL_SEQ_OK)
+			elog(ERROR, "%s", err);
+		save_comparison(ag, &v[0], &st, &r);
+		if (r.decision == RL_SEQ_REJECT)
+		{
+			if (!ag->auto_rollback)
+				append_item(&alerts, psprintf("version %s earns less than its predecessor %s (auto_rollback is off)",
+											  v[0].version, pred->version));
+			else if (in_cooldown(ag))
+				append_item(&alerts, psprintf("version %s earns less than its predecessor %s (in rollback_cooldown)",
+											  v[0].version, pred->version));
+			else
+			{
+				auto_rollback(ag, &v[0], pred, &r);
+				append_item(&actions, psprintf("auto_rollback from %s to %s", v[0].version, pred->version));
+			}
+		}
+	}
+	if (n_versions > 0)
+	{
+		if (v[0].perf.max_dd > ag->max_live_drawdown)
+			append_item(&alerts, psprintf("live drawdown of %s is %.4f, beyond max_live_drawdown %g",
+										  v[0].version, v[0].perf.max_dd, ag->max_live_drawdown));
+		if (v[0].last_bar != 0 && v[0].last_bar != DT_NOBEGIN)
+		{
+			TimestampTz last = Max(v[0].last_bar, newest);
+			Interval   *stale = DatumGetIntervalP(DirectFunctionCall3(interval_in,
+																	  CStringGetDatum(ag->stale_after),
+																	  ObjectIdGetDatum(InvalidOid),
+																	  Int32GetDatum(-1)));
+			TimestampTz limit = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+																		TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
+																		IntervalPGetDatum(stale)));
+
+			if (last < limit)
+				append_item(&alerts, psprintf("no new bar since %s (stale_after %s)",
+											  timestamptz_to_str(last), ag->stale_after));
+		}
+	}
+
+	/* the result outlives SPI's memory */
+	{
+		MemoryContext spi_cxt = MemoryContextSwitchTo(cxt);
+
+		initStringInfo(&out);
+		MemoryContextSwitchTo(spi_cxt);
+	}
+	appendStringInfoString(&out, "{\"agent\": ");
+	escape_json(&out, name);
+	appendStringInfoString(&out, ", \"versions\": [");
+	for (int i = 0; i < n_versions; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&out, ", ");
+		appendStringInfoString(&out, "{\"version\": ");
+		escape_json(&out, v[i].version);
+		appendStringInfo(&out, ", \"role\": \"%s\", \"decisions\": " INT64_FORMAT
+						 ", \"live_decisions\": " INT64_FORMAT ", \"live_return\": %.10g}",
+						 v[i].champion ? "champion" : "shadow", v[i].decisions,
+						 (int64) v[i].perf.n, v[i].perf.total);
+	}
+	appendStringInfoString(&out, "]");
+	if (compare)
+	{
+		appendStringInfoString(&out, ", \"comparison\": {\"predecessor\": ");
+		escape_json(&out, pred->version);
+		appendStringInfo(&out, ", \"decisions\": " INT64_FORMAT ", \"mean_difference\": %.10g"
+						 ", \"statistic\": %.10g, \"threshold\": %.10g, \"p_value\": %.10g}",
+						 (int64) r.n, r.mean, r.log_lambda, r.log_threshold, r.p_value_side);
+	}
+	appendStringInfo(&out, ", \"actions\": [%s], \"alerts\": [%s], \"errors\": [%s]}",
+					 actions.data, alerts.data, errors.data);
+	{
+		Oid			types[2] = {TEXTOID, JSONBOID};
+		Datum		values[2];
+
+		values[0] = CStringGetTextDatum(name);
+		values[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data));
+		owner_sql("INSERT INTO rl_mlops.monitor_calls (agent, result) VALUES ($1, $2)",
+				  2, types, values, NULL);
+		/* ledger retention, in bar time: the aggregates keep their totals */
+		if (newest != DT_NOBEGIN)
+		{
+			Oid			t2[2] = {TEXTOID, TIMESTAMPTZOID};
+			Datum		v2[2] = {values[0], TimestampTzGetDatum(newest)};
+
+			owner_sql("DELETE FROM rl_mlops.live_ledger l USING rl_mlops.agents a"
+					  " WHERE a.name OPERATOR(pg_catalog.=) $1 AND l.agent OPERATOR(pg_catalog.=) $1"
+					  "   AND l.ts OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.-)"
+					  "       pg_catalog.make_interval(days => a.ledger_retention_days))",
+					  2, t2, v2, NULL);
+		}
+	}
+	SPI_finish();
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data)));
+}

@@ -1,0 +1,214 @@
+# Live monitoring (issue 12): monitor() paper-trades the champion and the
+# replaced version on bars that arrive after them.
+#   1. The ledger equals backtest_summary() on the same bars (positions
+#      carried over between calls), no row before the next bar exists, a
+#      call with no new bar changes nothing.
+#   2. A trained model replaced by a bad one (its short and long actor rows
+#      swapped) is rolled back automatically on evidence, a deployment
+#      'auto_rollback' with the statistic in details; with auto_rollback
+#      off it is only an alert.
+#   3. Two zero-edge models on a random walk, looked at after every bar
+#      for 3,000 bars: no rollback.
+#   4. Stale data and bad data: alerts and errors, never an action; the
+#      version in shadow is kept by retention during probation; monitor()
+#      is not for PUBLIC.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use RlMlops;
+
+my $node = new_cluster('monitor');
+sql(q{CREATE EXTENSION rl_mlops});
+
+# Bars of one symbol: 1,500 before the current minute (to train on) and
+# the rest after it, kept aside to arrive one by one.  Models trained on
+# the first part, or imported now, go live on the second.
+sub market
+{
+	my ($table, $phi, $seed, $future) = @_;
+	sql(qq{
+		CREATE TABLE ${table}_all AS
+		SELECT * FROM rl_mlops.synthetic_bars(1, 1500 + $future, $phi, 0.01,
+		    date_trunc('minute', now()) - interval '1500 minutes', '1 minute', $seed);
+		CREATE TABLE $table AS SELECT * FROM ${table}_all WHERE ts < date_trunc('minute', now());
+		CREATE INDEX ON $table (symbol, ts);
+	});
+}
+
+# Let n more bars of a market arrive.
+sub arrive
+{
+	my ($table, $n) = @_;
+	sql(qq{INSERT INTO $table SELECT * FROM ${table}_all
+	        WHERE ts > (SELECT max(ts) FROM $table) ORDER BY ts LIMIT $n});
+}
+
+sub active { return sql(qq{SELECT version FROM rl_mlops.models WHERE agent = '$_[0]' AND state = 'active'}); }
+
+#
+# 1. Ledger, no look-ahead, idempotence.
+#
+market('ar', 0.25, 0.3, 4200);
+small_agent($node, 'ar', 'ar', initial_epochs => 30, data_window => '2 days');
+my ($rc, $run, $err) = $node->psql('postgres', q{SELECT rl_mlops.retrain('ar', async => false)});
+like($err, qr/NOTICE:  run $run succeeded/, '1. a trained champion');
+my $good = active('ar');
+like(sql(q{SELECT rl_mlops.monitor('ar')}), qr/"decisions": 0/, '1. no bar after its data: nothing to evaluate');
+arrive('ar', 1);
+like(sql(q{SELECT rl_mlops.monitor('ar')}), qr/"decisions": 0/,
+	'1. one new bar: no decision yet (its return needs the next bar)');
+arrive('ar', 50);
+like(sql(q{SELECT rl_mlops.monitor('ar')}), qr/"decisions": 50/, '1. 51 new bars: 50 decisions');
+arrive('ar', 30);
+like(sql(q{SELECT rl_mlops.monitor('ar')}), qr/"decisions": 30/, '1. 30 more: 30 decisions, positions carried over');
+my $ledger = sql(q{SELECT count(*) || ' ' || sum(net_return) FROM rl_mlops.live_ledger WHERE agent = 'ar'});
+like(sql(q{SELECT rl_mlops.monitor('ar')}), qr/"decisions": 0/, '1. a call with no new bar decides nothing');
+is(sql(q{SELECT count(*) || ' ' || sum(net_return) FROM rl_mlops.live_ledger WHERE agent = 'ar'}), $ledger,
+	'1. ... and changes no ledger row');
+is(sql(q{SELECT max(l.ts) < (SELECT max(ts) FROM ar) FROM rl_mlops.live_ledger l WHERE agent = 'ar'}), 't',
+	'1. the newest bar has no row: no look-ahead');
+my ($from, $to, $sum, $n) = split /\|/, sql(qq{
+	SELECT min(l.ts) || '|' || (SELECT min(ts) FROM ar WHERE ts > max(l.ts)) || '|' || sum(net_return) || '|' || count(*)
+	  FROM rl_mlops.live_ledger l WHERE agent = 'ar' AND version = '$good'});
+my ($bt_sum, $bt_n) = split /\|/, sql(qq{
+	SELECT total_log_return || '|' || steps FROM rl_mlops.backtest_summary('ar', 'SYM001', '$from', '$to', '$good')});
+is($bt_n, $n, '1. backtest_summary() over the same bars makes as many decisions');
+ok(abs($bt_sum - $sum) < 1e-9, "1. the ledger's total equals backtest_summary()'s ($sum vs $bt_sum)");
+is(sql(qq{SELECT decisions || ' ' || round(total_return::numeric, 9) FROM rl_mlops.live_performance
+           WHERE agent = 'ar' AND version = '$good'}),
+	"$n " . sprintf('%.9f', $sum), '1. live_performance keeps the same totals');
+
+#
+# 2. A bad model replaces the good one: rolled back on evidence.
+#
+# The champion's bytes with the short and long rows of its actor swapped:
+# it trades against what it learned.
+sub swapped_checkpoint
+{
+	my $agent = shift;
+	my $hex = sql(qq{SELECT encode(rl_mlops.export_model('$agent'), 'hex')});
+	my $bytes = pack('H*', $hex);
+	my $hlen = unpack('Q<', substr($bytes, 0, 8));
+	my $header = substr($bytes, 8, $hlen);
+	for my $t ('actor.weight', 'actor.bias')
+	{
+		my ($shape, $o1, $o2) = $header =~ /"\Q$t\E":\{[^}]*"shape":\[([^\]]*)\][^}]*"data_offsets":\[(\d+),(\d+)\]/
+		  or die "no $t in the header";
+		my $row = ($o2 - $o1) / 3;
+		my $base = 8 + $hlen + $o1;
+		my $short = substr($bytes, $base, $row);
+		substr($bytes, $base, $row) = substr($bytes, $base + 2 * $row, $row);
+		substr($bytes, $base + 2 * $row, $row) = $short;
+	}
+	return unpack('H*', $bytes);
+}
+my $r;
+my $bad_hex = swapped_checkpoint('ar');
+my $bad = sql(qq{SELECT rl_mlops.import_model('ar', decode('$bad_hex', 'hex'))});
+sql(qq{SELECT rl_mlops.validate_model('ar', '$bad') IS NULL;
+       SELECT rl_mlops.deploy_model('ar', '$bad', 'a bad model') IS NULL});
+is(active('ar'), $bad, '2. the bad model is deployed');
+like(sql(q{SELECT string_agg(version || ':' || role, ',' ORDER BY role) FROM rl_mlops._live_versions('ar')}),
+	qr/^\Q$bad\E:champion,\Q$good\E:shadow$/, '2. the replaced model is in shadow');
+# a bar at a time, a look after every bar, until monitor() acts
+sub bars_until
+{
+	my ($agent, $table, $max, $condition) = @_;
+	return sql(qq{
+		CREATE TEMP TABLE looks (n integer);
+		DO \$\$
+		DECLARE
+		    r jsonb;
+		BEGIN
+		    FOR i IN 1 .. $max LOOP
+		        INSERT INTO $table SELECT * FROM ${table}_all WHERE ts > (SELECT max(ts) FROM $table)
+		         ORDER BY ts LIMIT 1;
+		        r := rl_mlops.monitor('$agent');
+		        INSERT INTO looks VALUES (i);
+		        EXIT WHEN $condition;
+		    END LOOP;
+		END \$\$;
+		SELECT max(n) FROM looks});
+}
+my $bars = bars_until('ar', 'ar', 2000, q{jsonb_array_length(r -> 'actions') > 0});
+is(active('ar'), $good, "2. monitor() rolled back to the good model (after $bars bars of the bad one)");
+ok($bars >= 100 && $bars < 2000, "2. not before min_live_decisions (100) and within 2000 bars ($bars)");
+my ($action, $details) = split /\|/, sql(q{SELECT action || '|' || details FROM rl_mlops.deployments
+                                            WHERE agent = 'ar' ORDER BY id DESC LIMIT 1});
+is($action, 'auto_rollback', '2. the rollback is a deployment with action auto_rollback');
+like($details, qr/"statistic": [\d.]+.*"threshold": 4\.60517/, '2. its details hold the statistic and the threshold log(1/0.01)');
+like($details, qr/"predecessor": \{.*"live_return"/, '2. ... and both versions\' live returns');
+like(slurp_file($node->logfile), qr/rl_mlops: monitor\(\): version \Q$bad\E earns less than \Q$good\E/,
+	'2. the log says so');
+# the bad model is now in shadow; deployed by hand again, auto_rollback off: an alert only
+sql(qq{SELECT rl_mlops.deploy_model('ar', '$bad', 'again') IS NULL;
+       SELECT rl_mlops.configure('ar', auto_rollback => false) IS NULL});
+my $alerted = bars_until('ar', 'ar', 2000, q{r::text LIKE '%auto_rollback is off%'});
+ok($alerted < 2000, "2. with auto_rollback off the evidence is an alert (after $alerted bars)");
+is(active('ar'), $bad, '2. ... and nothing was rolled back');
+integrity_ok($node, '2. after the rollback');
+
+#
+# 3. Two zero-edge models on a random walk, 3,000 looks: no rollback.
+#
+market('rw', 0.0, 0.7, 3100);
+small_agent($node, 'rw', 'rw', initial_epochs => 2, data_window => '2 days');
+($rc, $run, $err) = $node->psql('postgres', q{SELECT rl_mlops.retrain('rw', async => false)});
+like($err, qr/NOTICE:  run $run succeeded/, '3. a model of a random walk');
+my $first = active('rw');
+sql(q{SELECT rl_mlops.configure('rw', seed => 7) IS NULL});
+($rc, $run, $err) = $node->psql('postgres', q{SELECT rl_mlops.retrain('rw', async => false, full => true)});
+like($err, qr/NOTICE:  run $run succeeded/, '3. a second one, another seed, deployed over it');
+my $second = active('rw');
+isnt($second, $first, '3. two versions');
+bars_until('rw', 'rw', 3000, 'false');
+my $looks = sql(q{SELECT decisions FROM rl_mlops.live_comparisons WHERE agent = 'rw'});
+ok($looks >= 2900, "3. the two were compared on $looks paired bars, a look after each");
+is(active('rw'), $second, '3. no rollback between two zero-edge models');
+is(sql(q{SELECT count(*) FROM rl_mlops.deployments WHERE agent = 'rw' AND action = 'auto_rollback'}), '0',
+	'3. no auto_rollback deployment');
+
+#
+# 4. Alerts are not actions; probation; privileges.
+#
+# an agent whose bars stopped in January
+create_bars($node, 'old', symbols => 1, seed => 0.8);
+sql(q{CREATE TABLE old_tail AS SELECT * FROM old WHERE ts > (SELECT max(ts) - interval '100 minutes' FROM old);
+      DELETE FROM old WHERE ts > (SELECT max(ts) - interval '100 minutes' FROM old)});
+small_agent($node, 'old', 'old');
+($rc, $run, $err) = $node->psql('postgres', q{SELECT rl_mlops.retrain('old', async => false)});
+like($err, qr/NOTICE:  run $run succeeded/, '4. a model of January bars');
+sql(q{INSERT INTO old SELECT * FROM old_tail});
+$r = sql(q{SELECT rl_mlops.monitor('old')});
+like($r, qr/"decisions": 99/, '4. 100 bars after its data: 99 decisions (the newest waits for the next bar)');
+like($r, qr/"alerts": \["no new bar since [^"]+ \(stale_after 1 day\)"\]/,
+	'4. stale data (no bar for stale_after): an alert');
+like($r, qr/"actions": \[\]/, '4. ... never an action');
+sql(q{SELECT rl_mlops.configure('old', stale_after => '1 year') IS NULL});
+like(sql(q{SELECT rl_mlops.monitor('old')}), qr/"alerts": \[\]/, '4. not stale within stale_after');
+sql(q{INSERT INTO rw SELECT 'SYM001', max(ts) + interval '1 minute', 0 FROM rw;
+      INSERT INTO rw SELECT 'SYM001', max(ts) + interval '1 minute', 100 FROM rw});
+$r = sql(q{SELECT rl_mlops.monitor('rw')});
+like($r, qr/"errors": \["symbol SYM001: price of symbol \\"SYM001\\" at [^"]+ is not positive"\]/,
+	'4. a bar with a bad price: the symbol stops there, with the error');
+like($r, qr/"actions": \[\]/, '4. ... and no action');
+is(active('rw'), $second, '4. the champion stays');
+sql(q{SELECT rl_mlops.configure('rw', retention_days => 0, keep_min => 1) IS NULL;
+      SELECT rl_mlops.cleanup_old_models('rw') IS NULL});
+is(sql(qq{SELECT state FROM rl_mlops.models WHERE agent = 'rw' AND version = '$first'}), 'archived',
+	'4. retention keeps the version in shadow during probation');
+sql(q{SELECT rl_mlops.configure('rw', probation_days => 0) IS NULL;
+      SELECT rl_mlops.cleanup_old_models('rw') IS NULL});
+is(sql(qq{SELECT count(*) FROM rl_mlops.models WHERE agent = 'rw' AND version = '$first'}), '0',
+	'4. ... and removes it once probation is over');
+sql(q{CREATE ROLE stranger LOGIN; GRANT USAGE ON SCHEMA rl_mlops TO stranger});
+like(error_of(q{SELECT rl_mlops.monitor('rw')}, extra_params => [ '-U', 'stranger' ]),
+	qr/permission denied for function monitor/, '4. monitor() is not for PUBLIC');
+like(error_of(q{SELECT rl_mlops.configure('rw', monitor_alpha => 0.5)}),
+	qr/monitor_alpha_between_0_and_0_2/, '4. an absurd alpha is refused by its CHECK constraint');
+integrity_ok($node, '4. monitoring');
+
+$node->stop;
+done_testing();
