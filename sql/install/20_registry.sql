@@ -445,7 +445,8 @@ CREATE OR REPLACE FUNCTION rl_mlops.configure(
     max_live_drawdown double precision DEFAULT NULL,
     stale_after interval DEFAULT NULL,
     rollback_cooldown interval DEFAULT NULL,
-    ledger_retention_days integer DEFAULT NULL)
+    ledger_retention_days integer DEFAULT NULL,
+    retrain_on_drift boolean DEFAULT NULL)
 RETURNS rl_mlops.agents
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -486,7 +487,8 @@ BEGIN
         max_live_drawdown = coalesce(configure.max_live_drawdown, max_live_drawdown),
         stale_after = coalesce(configure.stale_after, stale_after),
         rollback_cooldown = coalesce(configure.rollback_cooldown, rollback_cooldown),
-        ledger_retention_days = coalesce(configure.ledger_retention_days, ledger_retention_days)
+        ledger_retention_days = coalesce(configure.ledger_retention_days, ledger_retention_days),
+        retrain_on_drift = coalesce(configure.retrain_on_drift, retrain_on_drift)
      WHERE name = configure.name
     RETURNING * INTO a;
     RETURN a;
@@ -826,6 +828,7 @@ BEGIN
     DELETE FROM rl_mlops.deployments d WHERE d.agent = a.name;
     DELETE FROM rl_mlops.runs r WHERE r.agent = a.name;
     DELETE FROM rl_mlops.live_ledger l WHERE l.agent = a.name;
+    DELETE FROM rl_mlops.live_late_bars l WHERE l.agent = a.name;
     DELETE FROM rl_mlops.live_comparisons c WHERE c.agent = a.name;
     DELETE FROM rl_mlops.monitor_calls c WHERE c.agent = a.name;
     DELETE FROM rl_mlops.agents ag WHERE ag.name = a.name;
@@ -1023,7 +1026,7 @@ REVOKE ALL ON FUNCTION
                        double precision, integer, integer, double precision, double precision,
                        double precision, bigint, integer, integer, integer, boolean, integer,
                        text, double precision, integer, boolean, double precision, integer,
-                       double precision, interval, interval, integer),
+                       double precision, interval, interval, integer, boolean),
     rl_mlops.import_model(text, bytea, integer, double precision, jsonb, text),
     rl_mlops.export_model(text, text),
     rl_mlops.validate_model(text, text),

@@ -31,7 +31,13 @@ ALTER TABLE rl_mlops.agents
         CHECK (rollback_cooldown >= interval '0' AND rollback_cooldown <= interval '1 year'),
     ADD COLUMN IF NOT EXISTS ledger_retention_days integer NOT NULL DEFAULT 90
         CONSTRAINT ledger_retention_days_between_1_and_36500
-        CHECK (ledger_retention_days BETWEEN 1 AND 36500);
+        CHECK (ledger_retention_days BETWEEN 1 AND 36500),
+    ADD COLUMN IF NOT EXISTS retrain_on_drift boolean NOT NULL DEFAULT false;
+
+-- A run started because the market drifted from the training data.
+ALTER TABLE rl_mlops.runs
+    DROP CONSTRAINT IF EXISTS runs_trigger_check,
+    ADD CONSTRAINT runs_trigger_check CHECK (trigger IN ('manual', 'schedule', 'drift'));
 
 -- Deployments made by monitor() and why (the test's statistic and inputs).
 ALTER TABLE rl_mlops.deployments ADD COLUMN IF NOT EXISTS details jsonb;
@@ -70,6 +76,17 @@ CREATE TABLE IF NOT EXISTS rl_mlops.live_ledger (
 );
 CREATE INDEX IF NOT EXISTS live_ledger_agent_ts ON rl_mlops.live_ledger (agent, ts);
 
+-- Bars that arrived late: at or before a symbol's last evaluated bar, so
+-- never evaluated (positions are never rewritten); counted, reported once.
+CREATE TABLE IF NOT EXISTS rl_mlops.live_late_bars (
+    agent text NOT NULL,
+    version text NOT NULL,
+    symbol text NOT NULL,
+    ts timestamptz NOT NULL,
+    detected_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (agent, version, symbol, ts)
+);
+
 -- Running aggregates of each version's live decisions, kept by monitor()
 -- (never recomputed from the ledger, which retention trims).
 CREATE TABLE IF NOT EXISTS rl_mlops.live_metrics (
@@ -88,6 +105,12 @@ CREATE TABLE IF NOT EXISTS rl_mlops.live_metrics (
     peak_equity double precision NOT NULL DEFAULT 0,
     hits bigint NOT NULL DEFAULT 0,
     sharpe double precision,
+    market_decisions bigint NOT NULL DEFAULT 0,  -- the market's r_{t+1} on the same bars:
+    market_mean double precision NOT NULL DEFAULT 0,
+    market_m2 double precision NOT NULL DEFAULT 0,
+    drift_statistic double precision,  -- log(live variance / training sigma^2)
+    drift_p_value double precision,
+    drift_detected_at timestamptz,     -- when drift was last significant
     PRIMARY KEY (agent, version),
     FOREIGN KEY (agent, version) REFERENCES rl_mlops.models (agent, version)
         ON UPDATE CASCADE ON DELETE CASCADE
@@ -124,6 +147,7 @@ CREATE INDEX IF NOT EXISTS monitor_calls_agent_id ON rl_mlops.monitor_calls (age
 
 SELECT pg_catalog.pg_extension_config_dump('rl_mlops.live_positions', '');
 SELECT pg_catalog.pg_extension_config_dump('rl_mlops.live_ledger', '');
+SELECT pg_catalog.pg_extension_config_dump('rl_mlops.live_late_bars', '');
 SELECT pg_catalog.pg_extension_config_dump('rl_mlops.live_metrics', '');
 SELECT pg_catalog.pg_extension_config_dump('rl_mlops.live_comparisons', '');
 SELECT pg_catalog.pg_extension_config_dump('rl_mlops.monitor_calls', '');
@@ -178,7 +202,10 @@ SELECT lm.agent, lm.version,
        CASE WHEN lm.decisions > 0 THEN lm.hits::double precision / lm.decisions END AS hit_rate,
        lm.buy_hold_return,
        c.predecessor, c.decisions AS paired_decisions, c.mean_difference,
-       c.log_lambda AS test_statistic, c.log_threshold AS test_threshold, c.p_value
+       c.log_lambda AS test_statistic, c.log_threshold AS test_threshold, c.p_value,
+       CASE WHEN lm.market_decisions > 1 THEN sqrt(lm.market_m2 / (lm.market_decisions - 1)) END
+           AS live_volatility,
+       m.sigma AS training_sigma, lm.drift_statistic, lm.drift_p_value, lm.drift_detected_at
   FROM rl_mlops.live_metrics lm
   JOIN rl_mlops.models m ON m.agent = lm.agent AND m.version = lm.version
   LEFT JOIN rl_mlops.live_comparisons c

@@ -50,6 +50,7 @@ typedef struct RlAgent
 	char	   *stale_after;	/* interval, as text */
 	char	   *rollback_cooldown;	/* interval, as text */
 	int32		ledger_retention_days;
+	bool		retrain_on_drift;
 } RlAgent;
 
 extern RlAgent *rl_agent_read(const char *name);

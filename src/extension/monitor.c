@@ -64,10 +64,18 @@ typedef struct LiveVersion
 	int64		deployment_id;	/* champion only: the deployment doing so */
 	ServeModel *model;
 	int64		decisions;		/* made in this call */
+	int64		late_bars;		/* found in this call */
 	RlPerfAcc	perf;			/* running totals (from live_metrics) */
 	bool		has_metrics;
 	TimestampTz since;
 	TimestampTz last_bar;
+	int64		market_n;		/* the market's r_{t+1} on the bars traded */
+	double		market_mean;
+	double		market_m2;
+	int64		train_decisions;	/* of its training data, 0 if unknown */
+	bool		drifted;		/* the drift test is significant now */
+	double		drift_p;
+	double		drift_stat;
 	int64		gaps_n;			/* this call's bar gaps, for annualising */
 	int64	   *gaps;
 	int64		gaps_cap;
@@ -143,8 +151,18 @@ load_metrics(const char *agent, LiveVersion *v)
 	TupleDesc	d;
 	bool		isnull;
 
+	if (owner_sql("SELECT (metrics OPERATOR(pg_catalog.->>) 'train_decisions')::pg_catalog.int8"
+				  "  FROM rl_mlops.models"
+				  " WHERE agent OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2",
+				  2, types, values, NULL) == 1)
+	{
+		Datum		n = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		v->train_decisions = isnull ? 0 : DatumGetInt64(n);
+	}
 	if (owner_sql("SELECT decisions, mean_return, m2_return, total_return, buy_hold_return,"
-				  "       abs_position_changes, max_drawdown, equity, peak_equity, hits, since, last_bar"
+				  "       abs_position_changes, max_drawdown, equity, peak_equity, hits, since, last_bar,"
+				  "       market_decisions, market_mean, market_m2"
 				  "  FROM rl_mlops.live_metrics"
 				  " WHERE agent OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2",
 				  2, types, values, NULL) == 0)
@@ -168,6 +186,9 @@ load_metrics(const char *agent, LiveVersion *v)
 	v->last_bar = DatumGetTimestampTz(SPI_getbinval(t, d, 12, &isnull));
 	if (isnull)
 		v->last_bar = DT_NOBEGIN;
+	v->market_n = DatumGetInt64(SPI_getbinval(t, d, 13, &isnull));
+	v->market_mean = DatumGetFloat8(SPI_getbinval(t, d, 14, &isnull));
+	v->market_m2 = DatumGetFloat8(SPI_getbinval(t, d, 15, &isnull));
 }
 
 /*
@@ -210,20 +231,91 @@ live_symbols(const RlAgent *ag, const LiveVersion *champ, int *n, MemoryContext 
 /* Where a version stands on a symbol: after which bar, holding what. */
 static bool
 load_position(const char *agent, const char *version, const char *symbol,
-			  TimestampTz *last_bar, int32 *position)
+			  TimestampTz *first_bar, TimestampTz *last_bar, int32 *position)
 {
 	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[3] = {CStringGetTextDatum(agent), CStringGetTextDatum(version),
 	CStringGetTextDatum(symbol)};
 	bool		isnull;
 
-	if (owner_sql("SELECT last_bar, position FROM rl_mlops.live_positions"
+	if (owner_sql("SELECT last_bar, position, first_bar FROM rl_mlops.live_positions"
 				  " WHERE agent OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2"
 				  "   AND symbol OPERATOR(pg_catalog.=) $3", 3, types, values, NULL) == 0)
 		return false;
 	*last_bar = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	*position = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	*first_bar = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 	return true;
+}
+
+/*
+ * Bars that arrived late: rows of the lookback (at or before the last
+ * evaluated bar, from the version's first live bar on) that are neither in
+ * the ledger nor already recorded as late.  They are recorded once and
+ * counted, never evaluated.  Only the last window of bars is looked at:
+ * that is what the call reads anyway.  Returns how many were new.
+ */
+static int64
+record_late_bars(const RlAgent *ag, const LiveVersion *v, const char *symbol,
+				 const RlSourceRows *rows, TimestampTz first_bar)
+{
+	Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[5];
+	TimestampTz *known;
+	int64		n_known;
+	int64		late = 0;
+	TimestampTz from;
+	bool		isnull;
+
+	if (rows->n_before == 0)
+		return 0;
+	from = Max(first_bar, rows->ts[0]);
+	values[0] = CStringGetTextDatum(ag->name);
+	values[1] = CStringGetTextDatum(v->version);
+	values[2] = CStringGetTextDatum(symbol);
+	values[3] = TimestampTzGetDatum(from);
+	values[4] = TimestampTzGetDatum(rows->ts[rows->n_before - 1]);
+	n_known = (int64) owner_sql("SELECT ts FROM rl_mlops.live_ledger"
+								" WHERE agent OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2"
+								"   AND symbol OPERATOR(pg_catalog.=) $3"
+								"   AND ts OPERATOR(pg_catalog.>=) $4 AND ts OPERATOR(pg_catalog.<=) $5"
+								" UNION "
+								"SELECT ts FROM rl_mlops.live_late_bars"
+								" WHERE agent OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2"
+								"   AND symbol OPERATOR(pg_catalog.=) $3"
+								"   AND ts OPERATOR(pg_catalog.>=) $4 AND ts OPERATOR(pg_catalog.<=) $5"
+								" ORDER BY 1", 5, types, values, NULL);
+	/* nothing known here (a trimmed ledger): nothing to compare with */
+	if (n_known == 0)
+		return 0;
+	known = palloc(n_known * sizeof(TimestampTz));
+	for (int64 i = 0; i < n_known; i++)
+		known[i] = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+	for (int64 i = 0, k = 0; i < rows->n_before; i++)
+	{
+		TimestampTz ts = rows->ts[i];
+
+		/* before the oldest known bar the ledger may have been trimmed */
+		if (ts < from || ts < known[0])
+			continue;
+		while (k < n_known && known[k] < ts)
+			k++;
+		if (k < n_known && known[k] == ts)
+			continue;
+		values[3] = TimestampTzGetDatum(ts);
+		owner_sql("INSERT INTO rl_mlops.live_late_bars (agent, version, symbol, ts)"
+				  " VALUES ($1, $2, $3, $4)", 4, types, values, NULL);
+		late++;
+	}
+	if (late > 0)
+	{
+		values[3] = Int64GetDatum(late);
+		types[3] = INT8OID;
+		owner_sql("UPDATE rl_mlops.live_positions SET late_bars = late_bars OPERATOR(pg_catalog.+) $4"
+				  " WHERE agent OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2"
+				  "   AND symbol OPERATOR(pg_catalog.=) $3", 4, types, values, NULL);
+	}
+	return late;
 }
 
 /* A float8[] / int4[] / timestamptz[] argument from C arrays. */
@@ -252,8 +344,9 @@ trade_symbol(const RlAgent *ag, LiveVersion *v, const char *symbol)
 {
 	Decisions	d = {0};
 	TimestampTz after;
+	TimestampTz first_bar = 0;
 	int32		pos = 0;
-	bool		known = load_position(ag->name, v->version, symbol, &after, &pos);
+	bool		known = load_position(ag->name, v->version, symbol, &first_bar, &after, &pos);
 	RlRequesterPart part;
 	RlSourceRows *rows;
 	RlSeries	s;
@@ -268,6 +361,8 @@ trade_symbol(const RlAgent *ag, LiveVersion *v, const char *symbol)
 	part = rl_begin_as_requester(GetUserId());
 	rows = rl_source_read_after(&ag->source, symbol, after, w);
 	rl_end_as_requester(part);
+	if (known)
+		v->late_bars += record_late_bars(ag, v, symbol, rows, first_bar);
 	first = Max(rows->n_before, w);
 	if (rows->n < 2 || first > rows->n - 2)
 		return d;
@@ -293,6 +388,13 @@ trade_symbol(const RlAgent *ag, LiveVersion *v, const char *symbol)
 		d.net[d.n] = rl_env_net_return(next, pos, r_next, ag->cost);
 		d.buy_hold[d.n] = r_next;
 		rl_perf_add(&v->perf, d.net[d.n], r_next, next - pos);
+		{
+			double		delta = r_next - v->market_mean;
+
+			v->market_n++;
+			v->market_mean += delta / (double) v->market_n;
+			v->market_m2 += delta * (r_next - v->market_mean);
+		}
 		if (v->gaps_n == v->gaps_cap)
 		{
 			v->gaps_cap = Max(64, 2 * v->gaps_cap);
@@ -344,17 +446,45 @@ trade_symbol(const RlAgent *ag, LiveVersion *v, const char *symbol)
 	return d;
 }
 
+/*
+ * Drift of the market since training: the live bars' log-return variance
+ * against the training returns' (the checkpoint's sigma).  Two-sample test
+ * of the log variance ratio, normal approximation: var(log F) is about
+ * 2/(n1 - 1) + 2/(n2 - 1) (the training count unknown for an imported
+ * model: its sigma taken as exact).  Returns the p-value; *stat gets
+ * log(s^2 / sigma^2).
+ */
+static double
+drift_test(const LiveVersion *v, double *stat)
+{
+	double		var = v->market_m2 / (double) (v->market_n - 1);
+	double		se2 = 2.0 / (double) (v->market_n - 1) +
+		(v->train_decisions > 1 ? 2.0 / (double) (v->train_decisions - 1) : 0.0);
+	double		sigma = v->model->sigma;
+
+	if (var <= 0 || sigma <= 0)
+	{
+		*stat = 0;
+		return 1.0;
+	}
+	*stat = log(var / (sigma * sigma));
+	return erfc(fabs(*stat) / sqrt(2.0 * se2));
+}
+
 /* Write a version's running totals back, with the metrics derived from them. */
 static void
 save_metrics(const RlAgent *ag, LiveVersion *v)
 {
-	Oid			types[15] = {TEXTOID, TEXTOID, INT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID,
+	Oid			types[20] = {TEXTOID, TEXTOID, INT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID,
 		FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, INT8OID,
-	TIMESTAMPTZOID, TIMESTAMPTZOID, FLOAT8OID};
-	Datum		values[15];
-	char		nulls[15];
+		TIMESTAMPTZOID, TIMESTAMPTZOID, FLOAT8OID, INT8OID, FLOAT8OID, FLOAT8OID,
+	FLOAT8OID, FLOAT8OID};
+	Datum		values[20];
+	char		nulls[20];
 	RlBacktestSummary sum;
 	double		ppy = 0;
+	double		drift_stat = 0;
+	double		drift_p = 1;
 
 	memset(nulls, ' ', sizeof(nulls));
 	if (v->gaps_n > 0)
@@ -381,10 +511,25 @@ save_metrics(const RlAgent *ag, LiveVersion *v)
 		nulls[13] = 'n';
 	if (ppy <= 0)
 		nulls[14] = 'n';
+	values[15] = Int64GetDatum(v->market_n);
+	values[16] = Float8GetDatum(v->market_mean);
+	values[17] = Float8GetDatum(v->market_m2);
+	if (v->market_n >= 2)
+		drift_p = drift_test(v, &drift_stat);
+	else
+		nulls[18] = nulls[19] = 'n';
+	values[18] = Float8GetDatum(drift_stat);
+	values[19] = Float8GetDatum(drift_p);
+	v->drifted = v->market_n >= ag->min_live_decisions && drift_p < ag->monitor_alpha;
+	v->drift_p = drift_p;
+	v->drift_stat = drift_stat;
 	owner_sql("INSERT INTO rl_mlops.live_metrics AS m (agent, version, decisions, mean_return,"
 			  "       m2_return, total_return, buy_hold_return, abs_position_changes, max_drawdown,"
-			  "       equity, peak_equity, hits, since, last_bar, sharpe)"
-			  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+			  "       equity, peak_equity, hits, since, last_bar, sharpe, market_decisions,"
+			  "       market_mean, market_m2, drift_statistic, drift_p_value, drift_detected_at)"
+			  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
+			  "         $16, $17, $18, $19, $20,"
+			  "         NULL)"
 			  " ON CONFLICT (agent, version) DO UPDATE SET"
 			  "   decisions = EXCLUDED.decisions, mean_return = EXCLUDED.mean_return,"
 			  "   m2_return = EXCLUDED.m2_return, total_return = EXCLUDED.total_return,"
@@ -393,8 +538,19 @@ save_metrics(const RlAgent *ag, LiveVersion *v)
 			  "   max_drawdown = EXCLUDED.max_drawdown, equity = EXCLUDED.equity,"
 			  "   peak_equity = EXCLUDED.peak_equity, hits = EXCLUDED.hits,"
 			  "   since = EXCLUDED.since, last_bar = EXCLUDED.last_bar,"
-			  "   sharpe = COALESCE(EXCLUDED.sharpe, m.sharpe)",
-			  15, types, values, nulls);
+			  "   sharpe = COALESCE(EXCLUDED.sharpe, m.sharpe),"
+			  "   market_decisions = EXCLUDED.market_decisions, market_mean = EXCLUDED.market_mean,"
+			  "   market_m2 = EXCLUDED.market_m2, drift_statistic = EXCLUDED.drift_statistic,"
+			  "   drift_p_value = EXCLUDED.drift_p_value",
+			  20, types, values, nulls);
+	if (v->drifted)
+	{
+		Oid			t2[2] = {TEXTOID, TEXTOID};
+
+		owner_sql("UPDATE rl_mlops.live_metrics SET drift_detected_at = pg_catalog.now()"
+				  " WHERE agent OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2",
+				  2, t2, values, NULL);
+	}
 }
 
 /* Paired differences (champion minus predecessor) on the bars both traded. */
@@ -587,6 +743,7 @@ trade_symbol_or_report(const RlAgent *ag, LiveVersion *v, int n_versions,
 			/* the totals as before this symbol (the gaps array is shared) */
 			v[i].perf = saved[i].perf;
 			v[i].decisions = saved[i].decisions;
+			v[i].late_bars = saved[i].late_bars;
 			v[i].since = saved[i].since;
 			v[i].last_bar = saved[i].last_bar;
 			v[i].gaps_n = Min(v[i].gaps_n, saved[i].gaps_n);
@@ -708,6 +865,13 @@ rl_monitor(PG_FUNCTION_ARGS)
 	}
 	if (n_versions > 0)
 	{
+		if (v[0].late_bars > 0)
+			append_item(&alerts, psprintf(INT64_FORMAT " bar(s) arrived at or before the last evaluated bar of their symbol: counted, not evaluated",
+										  v[0].late_bars));
+		if (v[0].drifted)
+			append_item(&alerts, psprintf("drift: the live volatility of the market is %.3g times the training sigma (p %.3g)%s",
+										  exp(v[0].drift_stat / 2.0), v[0].drift_p,
+										  ag->retrain_on_drift ? "; retrain_if_due() retrains early" : ""));
 		if (v[0].perf.max_dd > ag->max_live_drawdown)
 			append_item(&alerts, psprintf("live drawdown of %s is %.4f, beyond max_live_drawdown %g",
 										  v[0].version, v[0].perf.max_dd, ag->max_live_drawdown));
@@ -745,9 +909,10 @@ rl_monitor(PG_FUNCTION_ARGS)
 		appendStringInfoString(&out, "{\"version\": ");
 		escape_json(&out, v[i].version);
 		appendStringInfo(&out, ", \"role\": \"%s\", \"decisions\": " INT64_FORMAT
+						 ", \"late_bars\": " INT64_FORMAT
 						 ", \"live_decisions\": " INT64_FORMAT ", \"live_return\": %.10g}",
 						 v[i].champion ? "champion" : "shadow", v[i].decisions,
-						 (int64) v[i].perf.n, v[i].perf.total);
+						 v[i].late_bars, (int64) v[i].perf.n, v[i].perf.total);
 	}
 	appendStringInfoString(&out, "]");
 	if (compare)
@@ -774,6 +939,11 @@ rl_monitor(PG_FUNCTION_ARGS)
 			Oid			t2[2] = {TEXTOID, TIMESTAMPTZOID};
 			Datum		v2[2] = {values[0], TimestampTzGetDatum(newest)};
 
+			owner_sql("DELETE FROM rl_mlops.live_late_bars l USING rl_mlops.agents a"
+					  " WHERE a.name OPERATOR(pg_catalog.=) $1 AND l.agent OPERATOR(pg_catalog.=) $1"
+					  "   AND l.ts OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.-)"
+					  "       pg_catalog.make_interval(days => a.ledger_retention_days))",
+					  2, t2, v2, NULL);
 			owner_sql("DELETE FROM rl_mlops.live_ledger l USING rl_mlops.agents a"
 					  " WHERE a.name OPERATOR(pg_catalog.=) $1 AND l.agent OPERATOR(pg_catalog.=) $1"
 					  "   AND l.ts OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.-)"

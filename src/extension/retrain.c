@@ -261,6 +261,40 @@ rl_retrain(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Should the agent retrain early because the market drifted?  With
+ * retrain_on_drift on and the scheduler enabled, when monitor() found the
+ * champion's live market significantly different from its training data
+ * after the last retrain, and no run is in progress.
+ */
+static bool
+drifted(const char *agent)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(agent)};
+	RlSavedUser saved = rl_become_owner();
+	bool		found;
+
+	if (SPI_execute_with_args("SELECT 1 FROM rl_mlops.live_metrics lm"
+							  "  JOIN rl_mlops.models m ON m.agent OPERATOR(pg_catalog.=) lm.agent"
+							  "   AND m.version OPERATOR(pg_catalog.=) lm.version"
+							  "   AND m.state OPERATOR(pg_catalog.=) 'active'"
+							  "  JOIN rl_mlops.agents a ON a.name OPERATOR(pg_catalog.=) lm.agent"
+							  " WHERE lm.agent OPERATOR(pg_catalog.=) $1 AND a.retrain_on_drift"
+							  "   AND a.scheduler_enabled"
+							  "   AND lm.drift_detected_at OPERATOR(pg_catalog.>)"
+							  "       COALESCE(a.last_retrain_time, '-infinity'::pg_catalog.timestamptz)"
+							  "   AND NOT EXISTS (SELECT 1 FROM rl_mlops.runs r"
+							  "                    WHERE r.agent OPERATOR(pg_catalog.=) $1"
+							  "                      AND rl_mlops._run_unfinished(r.state)"
+							  "                      AND rl_mlops._worker_alive(r.worker_pid, r.worker_started_at))",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read rl_mlops.live_metrics");
+	found = SPI_processed > 0;
+	rl_restore_user(saved);
+	return found;
+}
+
+/*
  * retrain_if_due(agent): what the pg_cron job calls.  retrain_due() (as the
  * owner) decides; a run it starts is recorded with trigger 'schedule'.
  * Returns the decision with "started" (and "run_id").
@@ -292,7 +326,18 @@ rl_retrain_if_due(PG_FUNCTION_ARGS)
 	due = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	reason = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 
-	if (!due)
+	if (!due && drifted(agent))
+	{
+		int64		run_id = start_run(agent, "drift", true, 0, false);
+
+		ereport(LOG,
+				(errmsg("rl_mlops: Starting retraining of agent %s early: the market drifted from the training data (run " INT64_FORMAT ")",
+						agent, run_id)));
+		values[2] = Int64GetDatum(run_id);
+		nulls[2] = ' ';
+		due = true;
+	}
+	else if (!due)
 		ereport(LOG,
 				(errmsg("rl_mlops: retrain of agent %s not started: %s", agent, reason)));
 	else
@@ -309,7 +354,9 @@ rl_retrain_if_due(PG_FUNCTION_ARGS)
 	types[0] = JSONBOID;
 	values[1] = BoolGetDatum(due);
 	if (SPI_execute_with_args("SELECT $1 OPERATOR(pg_catalog.||) pg_catalog.jsonb_strip_nulls("
-							  "    pg_catalog.jsonb_build_object('started', $2, 'run_id', $3))",
+							  "    pg_catalog.jsonb_build_object('started', $2, 'run_id', $3,"
+							  "        'reason', CASE WHEN NOT ($1 OPERATOR(pg_catalog.->>) 'due')::pg_catalog.bool AND $2"
+							  "                       THEN 'drift since the last retrain' END))",
 							  3, types, values, nulls, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not build the decision of agent \"%s\"", agent);
 	result = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,

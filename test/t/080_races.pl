@@ -133,7 +133,8 @@ $s2->quit;
 # 3. deploy vs cleanup.  retention 0 days, keep_min 2: every archived
 # version but the newest two is a cleanup victim.
 #
-sql(q{SELECT rl_mlops.configure('r', retention_days => 0, keep_min => 2) IS NULL});
+# (probation_days 0: no version is kept in shadow for live monitoring)
+sql(q{SELECT rl_mlops.configure('r', retention_days => 0, keep_min => 2, probation_days => 0) IS NULL});
 sql(q{UPDATE rl_mlops.models SET created_at = created_at - interval '1 day', archived_at = archived_at - interval '1 day'
        WHERE agent = 'r'});
 my $oldest = sql(q{SELECT version FROM rl_mlops.models WHERE state = 'archived' ORDER BY created_at, version LIMIT 1});

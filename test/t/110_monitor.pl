@@ -79,6 +79,19 @@ ok(abs($bt_sum - $sum) < 1e-9, "1. the ledger's total equals backtest_summary()'
 is(sql(qq{SELECT decisions || ' ' || round(total_return::numeric, 9) FROM rl_mlops.live_performance
            WHERE agent = 'ar' AND version = '$good'}),
 	"$n " . sprintf('%.9f', $sum), '1. live_performance keeps the same totals');
+# a bar that arrives late, between two bars already evaluated
+sql(q{INSERT INTO ar SELECT 'SYM001', t - interval '150 seconds', (SELECT price FROM ar WHERE ts = t - interval '3 minutes')
+        FROM (SELECT max(ts) AS t FROM rl_mlops.live_ledger WHERE agent = 'ar') l});
+arrive('ar', 1);
+my $late = sql(q{SELECT rl_mlops.monitor('ar')});
+like($late, qr/"decisions": 1, "late_bars": 1/, '1. a late bar is counted (and the new one evaluated)');
+like($late, qr/1 bar\(s\) arrived at or before the last evaluated bar/, '1. ... and reported');
+is(sql(qq{SELECT late_bars FROM rl_mlops.live_positions WHERE agent = 'ar' AND version = '$good'}), '1',
+	'1. live_positions keeps the count');
+arrive('ar', 1);
+like(sql(q{SELECT rl_mlops.monitor('ar')}), qr/"decisions": 1, "late_bars": 0/, '1. a late bar is counted once');
+is(sql(q{SELECT count(*) FROM rl_mlops.live_ledger l JOIN rl_mlops.live_late_bars b USING (agent, version, symbol, ts)
+          WHERE l.agent = 'ar'}), '0', '1. the late bar is not mixed into the ledger');
 
 #
 # 2. A bad model replaces the good one: rolled back on evidence.
@@ -169,6 +182,39 @@ ok($looks >= 2900, "3. the two were compared on $looks paired bars, a look after
 is(active('rw'), $second, '3. no rollback between two zero-edge models');
 is(sql(q{SELECT count(*) FROM rl_mlops.deployments WHERE agent = 'rw' AND action = 'auto_rollback'}), '0',
 	'3. no auto_rollback deployment');
+
+#
+# 3b. Drift: the market's volatility triples after training.
+#
+sql(q{
+	CREATE TABLE dr_all AS
+	SELECT * FROM rl_mlops.synthetic_bars(1, 1500, 0.0, 0.01,
+	    date_trunc('minute', now()) - interval '1500 minutes', '1 minute', 0.4)
+	UNION ALL
+	SELECT symbol, ts, price FROM rl_mlops.synthetic_bars(1, 400, 0.0, 0.03,
+	    date_trunc('minute', now()), '1 minute', 0.5);
+	CREATE TABLE dr AS SELECT * FROM dr_all WHERE ts < date_trunc('minute', now());
+});
+small_agent($node, 'dr', 'dr', initial_epochs => 1, data_window => '2 days');
+($rc, $run, $err) = $node->psql('postgres', q{SELECT rl_mlops.retrain('dr', async => false)});
+like($err, qr/NOTICE:  run $run succeeded/, '3b. a model of a calm market');
+sql(q{SELECT rl_mlops.configure('dr', retrain_on_drift => true) IS NULL});
+like(sql(q{SELECT rl_mlops.retrain_if_due('dr')}), qr/"started": false/, '3b. no drift yet: not due');
+arrive('dr', 60);
+like(sql(q{SELECT rl_mlops.monitor('dr')}), qr/"alerts": \[\]/, '3b. 59 bars: too few to call it drift');
+arrive('dr', 150);
+$r = sql(q{SELECT rl_mlops.monitor('dr')});
+like($r, qr/drift: the live volatility of the market is [\d.]+ times the training sigma/, '3b. 209 bars of a market three times as volatile: drift');
+like($r, qr/"actions": \[\]/, '3b. ... an alert, not an action');
+is(sql(q{SELECT drift_p_value < 0.01 AND live_volatility > 2 * training_sigma FROM rl_mlops.live_performance WHERE agent = 'dr'}),
+	't', '3b. live_performance shows the drift test and both volatilities');
+my $decision = sql(q{SELECT rl_mlops.retrain_if_due('dr')});
+like($decision, qr/"started": true/, '3b. with retrain_on_drift, retrain_if_due() retrains early');
+like($decision, qr/"reason": "drift since the last retrain"/, '3b. ... and says why');
+my ($drift_run) = $decision =~ /"run_id": (\d+)/;
+my ($state) = wait_run($node, $drift_run);
+is(sql(qq{SELECT trigger FROM rl_mlops.runs WHERE id = $drift_run}), 'drift', '3b. the run is recorded with trigger drift');
+like(sql(q{SELECT rl_mlops.retrain_if_due('dr')}), qr/"started": false/, '3b. once retrained, no second early run');
 
 #
 # 4. Alerts are not actions; probation; privileges.
