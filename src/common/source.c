@@ -28,6 +28,7 @@
 #include "utils/timestamp.h"
 
 #include "env.h"
+#include "plan_cache.h"
 #include "source.h"
 #include "source_relation.h"
 
@@ -216,8 +217,8 @@ fetch_rows(SourceRead *rd, const char *query, int nargs, Oid *argtypes,
 	int64		first = rd->rows->n;
 	Portal		portal;
 
-	portal = SPI_cursor_open_with_args(NULL, query, nargs, argtypes, values,
-									   NULL, true, 0);
+	portal = SPI_cursor_open(NULL, rl_cached_plan(query, nargs, argtypes),
+							 values, NULL, true);
 	for (;;)
 	{
 		SPI_cursor_fetch(portal, true, SOURCE_BATCH);

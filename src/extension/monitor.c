@@ -48,6 +48,7 @@
 
 #include "backtest.h"
 #include "owner.h"
+#include "plan_cache.h"
 #include "sequential.h"
 #include "source_relation.h"
 #include "serve.h"
@@ -91,12 +92,16 @@ typedef struct Decisions
 	double	   *buy_hold;
 } Decisions;
 
-/* Run a registry statement as the owner; rows processed. */
+/*
+ * Run a registry statement as the owner; rows processed.  Its plan is kept
+ * for the backend: most run for every symbol of every call.
+ */
 static uint64
 owner_sql(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
 {
 	RlSavedUser saved = rl_become_owner();
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+	int			rc = SPI_execute_plan(rl_cached_plan(sql, nargs, types), values, nulls,
+									  false, 0);
 
 	rl_restore_user(saved);
 	if (rc < 0)

@@ -88,6 +88,13 @@ $primary->wait_for_catchup($standby);
 is($s->query_safe($policy), $p1, 'after rollback() replays the standby session serves v1');
 is($s->query_safe($decide), $v1, 'decide() on the standby names v1 again');
 
+# monitor() writes: refused on the standby with a clear error; serving
+# there goes on.
+my ($rc, $out, $err) = $standby->psql('postgres', "\\set VERBOSITY verbose\nSELECT rl_mlops.monitor('default')");
+like($err, qr/ERROR:  25006: monitor\(\) cannot run on a hot standby/, 'monitor() on the standby: 25006');
+like($err, qr/HINT:  Call rl_mlops.monitor\(\) on the primary\./, '... with a hint');
+is($s->query_safe($policy), $p1, 'and serving on the standby is unaffected');
+
 $s->quit;
 $standby->stop;
 $primary->stop;
