@@ -94,8 +94,9 @@ BEGIN
 END
 $$;
 
--- Remove the agent's pg_cron job, whichever role owns it (the caller is
--- the owner: drop_agent, unschedule_retraining).  True if there was one.
+-- Remove the agent's pg_cron job of a kind; true if there was one.  As
+-- the owner (drop_agent) any role's job; as another caller (the unschedule
+-- functions) pg_cron itself refuses another role's job unless superuser.
 CREATE OR REPLACE FUNCTION rl_mlops._unschedule_cron_job(p_agent text, p_kind text DEFAULT 'retrain')
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
@@ -160,6 +161,37 @@ AS 'MODULE_PATHNAME', 'rl_retrain_if_due'
 LANGUAGE C VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
 
+-- Before a role schedules the agent's job of a kind ('retrain' or
+-- 'monitor'): pg_cron must be there, the role must be able to log in
+-- (pg_cron runs a job by connecting as its role: a NOLOGIN role's job would
+-- fail at every tick), and no other role may have that job already (pg_cron
+-- names jobs per role).
+CREATE OR REPLACE FUNCTION rl_mlops._check_cron_scheduler(p_agent text, p_kind text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    what text := CASE p_kind WHEN 'monitor' THEN 'monitoring' ELSE 'retraining' END;
+    other text;
+BEGIN
+    PERFORM rl_mlops._require_pg_cron();
+    IF NOT (SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+        RAISE EXCEPTION 'role "%" cannot log in, so pg_cron cannot run its jobs', current_user
+            USING ERRCODE = 'invalid_authorization_specification',
+                  DETAIL = 'pg_cron runs a job by connecting as the role that scheduled it.',
+                  HINT = format('Schedule as a LOGIN role that is a member of %I '
+                                '(RESET ROLE first), or ALTER ROLE %I LOGIN.', current_user, current_user);
+    END IF;
+    SELECT j.username INTO other FROM rl_mlops.cron_job(p_agent, p_kind) j;
+    IF other IS NOT NULL AND other <> current_user THEN
+        RAISE EXCEPTION '% of agent "%" is already scheduled by role "%"', what, p_agent, other
+            USING ERRCODE = 'duplicate_object',
+                  HINT = format('That role (or a superuser) must run rl_mlops.unschedule_%s() first.', what);
+    END IF;
+END
+$$;
+
 -- Create or update the agent's pg_cron job and enable the scheduler.  The
 -- job belongs to (and runs as) the role calling this.
 CREATE OR REPLACE FUNCTION rl_mlops.schedule_retraining(
@@ -172,26 +204,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     job bigint;
-    other text;
 BEGIN
-    PERFORM rl_mlops._require_pg_cron();
-    -- pg_cron connects as the job's role to run it: a NOLOGIN role's job
-    -- would fail at every tick
-    IF NOT (SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-        RAISE EXCEPTION 'role "%" cannot log in, so pg_cron cannot run its jobs', current_user
-            USING ERRCODE = 'invalid_authorization_specification',
-                  DETAIL = 'pg_cron runs a job by connecting as the role that scheduled it.',
-                  HINT = format('Call schedule_retraining() as a LOGIN role that is a member of %I '
-                                '(RESET ROLE first), or ALTER ROLE %I LOGIN.', current_user, current_user);
-    END IF;
-    -- one job per agent: pg_cron names jobs per role, so check other roles
-    SELECT j.username INTO other FROM rl_mlops.cron_job(schedule_retraining.agent) j;
-    IF other IS NOT NULL AND other <> current_user THEN
-        RAISE EXCEPTION 'retraining of agent "%" is already scheduled by role "%"',
-                        schedule_retraining.agent, other
-            USING ERRCODE = 'duplicate_object',
-                  HINT = 'That role (or a superuser) must run rl_mlops.unschedule_retraining() first.';
-    END IF;
+    PERFORM rl_mlops._check_cron_scheduler(schedule_retraining.agent, 'retrain');
     PERFORM rl_mlops.configure(schedule_retraining.agent,
                                interval_days => schedule_retraining.interval_days,
                                scheduler_enabled => true);
@@ -212,18 +226,10 @@ RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    removed boolean := false;
-    job bigint;
 BEGIN
     PERFORM rl_mlops._require_pg_cron();
     PERFORM rl_mlops.configure(unschedule_retraining.agent, scheduler_enabled => false);
-    SELECT j.jobid INTO job FROM rl_mlops.cron_job(unschedule_retraining.agent) j;
-    IF job IS NOT NULL THEN
-        -- pg_cron itself refuses a job of another role unless superuser
-        EXECUTE 'SELECT cron.unschedule($1::bigint)' INTO removed USING job;
-    END IF;
-    RETURN removed;
+    RETURN rl_mlops._unschedule_cron_job(unschedule_retraining.agent, 'retrain');
 END
 $$;
 
@@ -251,9 +257,10 @@ SELECT a.name AS agent,
   LEFT JOIN LATERAL rl_mlops._cron_job_if_granted(a.name) j ON true
  ORDER BY a.name;
 
+-- _check_cron_scheduler and _unschedule_cron_job stay executable by
+-- PUBLIC: the scheduling functions, which run as their caller, call them.
 REVOKE ALL ON FUNCTION
     rl_mlops.cron_job(text, text),
-    rl_mlops._unschedule_cron_job(text, text),
     rl_mlops.retrain_due(text),
     rl_mlops.retrain_if_due(text),
     rl_mlops.schedule_retraining(text, integer, text),

@@ -264,24 +264,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     job bigint;
-    other text;
 BEGIN
-    PERFORM rl_mlops._require_pg_cron();
+    PERFORM rl_mlops._check_cron_scheduler(schedule_monitoring.agent, 'monitor');
     PERFORM rl_mlops._agent(schedule_monitoring.agent);
-    IF NOT (SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-        RAISE EXCEPTION 'role "%" cannot log in, so pg_cron cannot run its jobs', current_user
-            USING ERRCODE = 'invalid_authorization_specification',
-                  DETAIL = 'pg_cron runs a job by connecting as the role that scheduled it.',
-                  HINT = format('Call schedule_monitoring() as a LOGIN role that is a member of %I '
-                                '(RESET ROLE first), or ALTER ROLE %I LOGIN.', current_user, current_user);
-    END IF;
-    SELECT j.username INTO other FROM rl_mlops.cron_job(schedule_monitoring.agent, 'monitor') j;
-    IF other IS NOT NULL AND other <> current_user THEN
-        RAISE EXCEPTION 'monitoring of agent "%" is already scheduled by role "%"',
-                        schedule_monitoring.agent, other
-            USING ERRCODE = 'duplicate_object',
-                  HINT = 'That role (or a superuser) must run rl_mlops.unschedule_monitoring() first.';
-    END IF;
     EXECUTE 'SELECT cron.schedule($1, $2, $3)'
        INTO job
       USING rl_mlops._cron_job_name(schedule_monitoring.agent, 'monitor'),
@@ -297,17 +282,10 @@ RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    job bigint;
-    removed boolean := false;
 BEGIN
     PERFORM rl_mlops._require_pg_cron();
     PERFORM rl_mlops._agent(unschedule_monitoring.agent);
-    SELECT j.jobid INTO job FROM rl_mlops.cron_job(unschedule_monitoring.agent, 'monitor') j;
-    IF job IS NOT NULL THEN
-        EXECUTE 'SELECT cron.unschedule($1::bigint)' INTO removed USING job;
-    END IF;
-    RETURN removed;
+    RETURN rl_mlops._unschedule_cron_job(unschedule_monitoring.agent, 'monitor');
 END
 $$;
 

@@ -360,42 +360,52 @@ rl_source_read_last(const RlSource *src, const char *symbol,
 	return rd.rows;
 }
 
+/*
+ * Read one symbol's rows from "pivot" on (ts >= pivot, or ts > pivot when
+ * the pivot belongs to the lookback), up to "until" when bounded, after up
+ * to "lookback" rows before them (counted in n_before).
+ */
+static void
+read_around(SourceRead *rd, TimestampTz pivot, bool pivot_in_lookback,
+			int64 lookback, bool bounded, TimestampTz until)
+{
+	StringInfoData q;
+	const char *tcol = quote_identifier(rd->src->time_column);
+	Oid			argtypes[3] = {rd->symbol_type, TIMESTAMPTZOID, INT8OID};
+	Datum		values[3] = {rd->symbol_value, TimestampTzGetDatum(pivot), Int64GetDatum(lookback)};
+
+	if (lookback > 0)
+	{
+		initStringInfo(&q);
+		append_select(&q, rd);
+		appendStringInfo(&q, "%s OPERATOR(pg_catalog.%s) $2 ORDER BY %s DESC LIMIT $3",
+						 tcol, pivot_in_lookback ? "<=" : "<", tcol);
+		fetch_rows(rd, q.data, 3, argtypes, values, true);
+	}
+	rd->rows->n_before = rd->rows->n;
+
+	initStringInfo(&q);
+	append_select(&q, rd);
+	appendStringInfo(&q, "%s OPERATOR(pg_catalog.%s) $2", tcol, pivot_in_lookback ? ">" : ">=");
+	if (bounded)
+	{
+		appendStringInfo(&q, " AND %s OPERATOR(pg_catalog.<=) $3", tcol);
+		argtypes[2] = TIMESTAMPTZOID;
+		values[2] = TimestampTzGetDatum(until);
+	}
+	appendStringInfo(&q, " ORDER BY %s", tcol);
+	fetch_rows(rd, q.data, bounded ? 3 : 2, argtypes, values, false);
+}
+
 /* A time range plus the lookback its first decisions need: backtests. */
 RlSourceRows *
 rl_source_read_range(const RlSource *src, const char *symbol,
 					 TimestampTz from, TimestampTz until, int64 lookback)
 {
 	SourceRead	rd;
-	StringInfoData q;
-	const char *tcol = quote_identifier(src->time_column);
-	Oid			argtypes[3];
-	Datum		values[3];
 
 	begin_read(&rd, src, symbol);
-	argtypes[0] = rd.symbol_type;
-	values[0] = rd.symbol_value;
-	argtypes[1] = TIMESTAMPTZOID;
-	values[1] = TimestampTzGetDatum(from);
-
-	if (lookback > 0)
-	{
-		initStringInfo(&q);
-		append_select(&q, &rd);
-		appendStringInfo(&q, "%s OPERATOR(pg_catalog.<) $2 ORDER BY %s DESC LIMIT $3",
-						 tcol, tcol);
-		argtypes[2] = INT8OID;
-		values[2] = Int64GetDatum(lookback);
-		fetch_rows(&rd, q.data, 3, argtypes, values, true);
-	}
-	rd.rows->n_before = rd.rows->n;
-
-	initStringInfo(&q);
-	append_select(&q, &rd);
-	appendStringInfo(&q, "%s OPERATOR(pg_catalog.>=) $2 AND %s OPERATOR(pg_catalog.<=) $3 ORDER BY %s",
-					 tcol, tcol, tcol);
-	argtypes[2] = TIMESTAMPTZOID;
-	values[2] = TimestampTzGetDatum(until);
-	fetch_rows(&rd, q.data, 3, argtypes, values, false);
+	read_around(&rd, from, false, lookback, true, until);
 	if (rd.rows->n == rd.rows->n_before)
 		no_rows(&rd, psprintf("between %s and %s", ts_str(from), ts_str(until)));
 	SPI_finish();
@@ -412,30 +422,9 @@ rl_source_read_after(const RlSource *src, const char *symbol,
 					 TimestampTz after, int64 lookback)
 {
 	SourceRead	rd;
-	StringInfoData q;
-	const char *tcol = quote_identifier(src->time_column);
-	Oid			argtypes[3];
-	Datum		values[3];
 
 	begin_read(&rd, src, symbol);
-	argtypes[0] = rd.symbol_type;
-	values[0] = rd.symbol_value;
-	argtypes[1] = TIMESTAMPTZOID;
-	values[1] = TimestampTzGetDatum(after);
-	argtypes[2] = INT8OID;
-	values[2] = Int64GetDatum(lookback);
-
-	initStringInfo(&q);
-	append_select(&q, &rd);
-	appendStringInfo(&q, "%s OPERATOR(pg_catalog.<=) $2 ORDER BY %s DESC LIMIT $3",
-					 tcol, tcol);
-	fetch_rows(&rd, q.data, 3, argtypes, values, true);
-	rd.rows->n_before = rd.rows->n;
-
-	initStringInfo(&q);
-	append_select(&q, &rd);
-	appendStringInfo(&q, "%s OPERATOR(pg_catalog.>) $2 ORDER BY %s", tcol, tcol);
-	fetch_rows(&rd, q.data, 2, argtypes, values, false);
+	read_around(&rd, after, true, lookback, false, 0);
 	SPI_finish();
 	return rd.rows;
 }

@@ -326,30 +326,22 @@ rl_retrain_if_due(PG_FUNCTION_ARGS)
 	due = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	reason = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 
-	if (!due && drifted(agent))
+	if (due || drifted(agent))
 	{
-		int64		run_id = start_run(agent, "drift", true, 0, false);
+		const char *trigger = due ? "schedule" : "drift";
+		int64		run_id = start_run(agent, trigger, true, 0, false);
 
 		ereport(LOG,
-				(errmsg("rl_mlops: Starting retraining of agent %s early: the market drifted from the training data (run " INT64_FORMAT ")",
-						agent, run_id)));
+				(errmsg("rl_mlops: Starting automated retraining of agent %s (run " INT64_FORMAT ", %s)",
+						agent, run_id,
+						due ? reason : "the market drifted from the training data")));
 		values[2] = Int64GetDatum(run_id);
 		nulls[2] = ' ';
 		due = true;
 	}
-	else if (!due)
+	else
 		ereport(LOG,
 				(errmsg("rl_mlops: retrain of agent %s not started: %s", agent, reason)));
-	else
-	{
-		int64		run_id = start_run(agent, "schedule", true, 0, false);
-
-		ereport(LOG,
-				(errmsg("rl_mlops: Starting automated retraining of agent %s (run " INT64_FORMAT ")",
-						agent, run_id)));
-		values[2] = Int64GetDatum(run_id);
-		nulls[2] = ' ';
-	}
 	values[0] = decision;
 	types[0] = JSONBOID;
 	values[1] = BoolGetDatum(due);

@@ -32,11 +32,11 @@ GRANT USAGE ON SCHEMA rl_mlops TO rl_test_creator;
 GRANT EXECUTE ON FUNCTION rl_mlops.create_agent(text, regclass, name, name, name, name, integer, integer, integer)
     TO rl_test_creator;
 CREATE ROLE rl_test_nobody;
--- Internal helpers that status() (SECURITY INVOKER) calls, so readers must
--- be able to run them; each is harmless on its own (30_training.sql,
--- 50_scheduler.sql).
+-- Internal helpers that status() and the scheduling functions (SECURITY
+-- INVOKER) call, so their callers must be able to run them; each is
+-- harmless on its own (30_training.sql, 50_scheduler.sql, 70_monitoring.sql).
 CREATE TEMP TABLE rl_test_read_path AS
-SELECT ARRAY['_agent', '_run_unfinished', '_worker_alive', '_cron_job_if_granted', '_cron_job_name', '_require_pg_cron', '_monitoring_status']::name[] AS read_path;
+SELECT ARRAY['_agent', '_run_unfinished', '_worker_alive', '_cron_job_if_granted', '_cron_job_name', '_require_pg_cron', '_monitoring_status', '_check_cron_scheduler', '_unschedule_cron_job']::name[] AS read_path;
 GRANT SELECT ON rl_test_read_path TO PUBLIC;
 CREATE TABLE rl_test.private_bars (symbol text, ts timestamptz, price float8);
 REVOKE ALL ON rl_test.private_bars FROM PUBLIC;

@@ -182,6 +182,15 @@ ok($looks >= 2900, "3. the two were compared on $looks paired bars, a look after
 is(active('rw'), $second, '3. no rollback between two zero-edge models');
 is(sql(q{SELECT count(*) FROM rl_mlops.deployments WHERE agent = 'rw' AND action = 'auto_rollback'}), '0',
 	'3. no auto_rollback deployment');
+# ledger retention, in bar time: the aggregates keep their totals
+my $totals = sql(q{SELECT string_agg(version || ':' || decisions, ',' ORDER BY version) FROM rl_mlops.live_metrics WHERE agent = 'rw'});
+sql(q{SELECT rl_mlops.configure('rw', ledger_retention_days => 1) IS NULL});
+arrive('rw', 1);
+sql(q{SELECT rl_mlops.monitor('rw')});
+is(sql(q{SELECT min(ts) >= max(ts) - interval '1 day' FROM rl_mlops.live_ledger WHERE agent = 'rw'}), 't',
+	'3. ledger_retention_days 1: rows older than a day of bars are removed');
+is(sql(q{SELECT string_agg(version || ':' || (decisions - 1), ',' ORDER BY version) FROM rl_mlops.live_metrics WHERE agent = 'rw'}),
+	$totals, '3. ... and live_metrics still counts every decision');
 
 #
 # 3b. Drift: the market's volatility triples after training.
