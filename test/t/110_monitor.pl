@@ -155,13 +155,26 @@ like($details, qr/"statistic": [\d.]+.*"threshold": 4\.60517/, '2. its details h
 like($details, qr/"predecessor": \{.*"live_return"/, '2. ... and both versions\' live returns');
 like(slurp_file($node->logfile), qr/rl_mlops: monitor\(\): version \Q$bad\E earns less than \Q$good\E/,
 	'2. the log says so');
-# the bad model is now in shadow; deployed by hand again, auto_rollback off: an alert only
-sql(qq{SELECT rl_mlops.deploy_model('ar', '$bad', 'again') IS NULL;
-       SELECT rl_mlops.configure('ar', auto_rollback => false) IS NULL});
+# the bad model is now in shadow; deployed by hand again within the
+# rollback_cooldown (1 day) of the automatic rollback: an alert only
+sql(qq{SELECT rl_mlops.deploy_model('ar', '$bad', 'again') IS NULL});
+my $cooled = bars_until('ar', 'ar', 2000, q{r::text LIKE '%in rollback_cooldown%'});
+ok($cooled < 2000, "2. within rollback_cooldown the evidence is an alert (after $cooled bars)");
+is(active('ar'), $bad, '2. ... and nothing was rolled back');
+# deployed again, auto_rollback off: an alert only
+sql(qq{SELECT rl_mlops.deploy_model('ar', '$good', 'back') IS NULL;
+       SELECT rl_mlops.deploy_model('ar', '$bad', 'and again') IS NULL;
+       SELECT rl_mlops.configure('ar', auto_rollback => false, rollback_cooldown => '0') IS NULL});
 my $alerted = bars_until('ar', 'ar', 2000, q{r::text LIKE '%auto_rollback is off%'});
 ok($alerted < 2000, "2. with auto_rollback off the evidence is an alert (after $alerted bars)");
 is(active('ar'), $bad, '2. ... and nothing was rolled back');
+is(sql(q{SELECT count(*) FROM rl_mlops.deployments WHERE agent = 'ar' AND action = 'auto_rollback'}), '1',
+	'2. one automatic rollback in all');
 integrity_ok($node, '2. after the rollback');
+
+is(sql(q{SELECT count(*) FROM (SELECT 1 FROM rl_mlops.live_ledger WHERE agent = 'ar'
+                                 GROUP BY version, symbol, ts HAVING count(*) > 1) d}), '0',
+	'2. no ledger row twice');
 
 #
 # 3. Two zero-edge models on a random walk, 3,000 looks: no rollback.
