@@ -56,6 +56,9 @@ CREATE TABLE IF NOT EXISTS rl_mlops.live_positions (
     last_bar timestamptz,
     position integer NOT NULL DEFAULT 0 CHECK (position BETWEEN -1 AND 1),
     late_bars bigint NOT NULL DEFAULT 0,
+    -- the last bars it passed (a window): a row at or before last_bar that
+    -- is not among them came late
+    recent_bars timestamptz[] NOT NULL DEFAULT '{}',
     PRIMARY KEY (agent, version, symbol),
     FOREIGN KEY (agent, version) REFERENCES rl_mlops.models (agent, version)
         ON UPDATE CASCADE ON DELETE CASCADE

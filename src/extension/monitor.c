@@ -89,7 +89,6 @@ typedef struct Decisions
 	TimestampTz *ts;
 	int32	   *position;
 	double	   *net;
-	double	   *buy_hold;
 } Decisions;
 
 /*
@@ -233,97 +232,16 @@ live_symbols(const RlAgent *ag, const LiveVersion *champ, int *n, MemoryContext 
 	return syms;
 }
 
-/* Where a version stands on a symbol: after which bar, holding what. */
-static bool
-load_position(const char *agent, const char *version, const char *symbol,
-			  TimestampTz *first_bar, TimestampTz *last_bar, int32 *position)
+/* Append a JSON string element to a list under construction. */
+static void
+append_item(StringInfo list, const char *text)
 {
-	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[3] = {CStringGetTextDatum(agent), CStringGetTextDatum(version),
-	CStringGetTextDatum(symbol)};
-	bool		isnull;
-
-	if (owner_sql("SELECT last_bar, position, first_bar FROM rl_mlops.live_positions"
-				  " WHERE agent OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2"
-				  "   AND symbol OPERATOR(pg_catalog.=) $3", 3, types, values, NULL) == 0)
-		return false;
-	*last_bar = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	*position = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	*first_bar = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-	return true;
+	if (list->len > 0)
+		appendStringInfoString(list, ", ");
+	escape_json(list, text);
 }
 
-/*
- * Bars that arrived late: rows of the lookback (at or before the last
- * evaluated bar, from the version's first live bar on) that are neither in
- * the ledger nor already recorded as late.  They are recorded once and
- * counted, never evaluated.  Only the last window of bars is looked at:
- * that is what the call reads anyway.  Returns how many were new.
- */
-static int64
-record_late_bars(const RlAgent *ag, const LiveVersion *v, const char *symbol,
-				 const RlSourceRows *rows, TimestampTz first_bar)
-{
-	Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum		values[5];
-	TimestampTz *known;
-	int64		n_known;
-	int64		late = 0;
-	TimestampTz from;
-	bool		isnull;
-
-	if (rows->n_before == 0)
-		return 0;
-	from = Max(first_bar, rows->ts[0]);
-	values[0] = CStringGetTextDatum(ag->name);
-	values[1] = CStringGetTextDatum(v->version);
-	values[2] = CStringGetTextDatum(symbol);
-	values[3] = TimestampTzGetDatum(from);
-	values[4] = TimestampTzGetDatum(rows->ts[rows->n_before - 1]);
-	n_known = (int64) owner_sql("SELECT ts FROM rl_mlops.live_ledger"
-								" WHERE agent OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2"
-								"   AND symbol OPERATOR(pg_catalog.=) $3"
-								"   AND ts OPERATOR(pg_catalog.>=) $4 AND ts OPERATOR(pg_catalog.<=) $5"
-								" UNION "
-								"SELECT ts FROM rl_mlops.live_late_bars"
-								" WHERE agent OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2"
-								"   AND symbol OPERATOR(pg_catalog.=) $3"
-								"   AND ts OPERATOR(pg_catalog.>=) $4 AND ts OPERATOR(pg_catalog.<=) $5"
-								" ORDER BY 1", 5, types, values, NULL);
-	/* nothing known here (a trimmed ledger): nothing to compare with */
-	if (n_known == 0)
-		return 0;
-	known = palloc(n_known * sizeof(TimestampTz));
-	for (int64 i = 0; i < n_known; i++)
-		known[i] = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-	for (int64 i = 0, k = 0; i < rows->n_before; i++)
-	{
-		TimestampTz ts = rows->ts[i];
-
-		/* before the oldest known bar the ledger may have been trimmed */
-		if (ts < from || ts < known[0])
-			continue;
-		while (k < n_known && known[k] < ts)
-			k++;
-		if (k < n_known && known[k] == ts)
-			continue;
-		values[3] = TimestampTzGetDatum(ts);
-		owner_sql("INSERT INTO rl_mlops.live_late_bars (agent, version, symbol, ts)"
-				  " VALUES ($1, $2, $3, $4)", 4, types, values, NULL);
-		late++;
-	}
-	if (late > 0)
-	{
-		values[3] = Int64GetDatum(late);
-		types[3] = INT8OID;
-		owner_sql("UPDATE rl_mlops.live_positions SET late_bars = late_bars OPERATOR(pg_catalog.+) $4"
-				  " WHERE agent OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2"
-				  "   AND symbol OPERATOR(pg_catalog.=) $3", 4, types, values, NULL);
-	}
-	return late;
-}
-
-/* A float8[] / int4[] / timestamptz[] argument from C arrays. */
+/* A float8[], int4[], int8[] or timestamptz[] argument from a C array. */
 static Datum
 array_of(const void *data, int64 n, Oid elemtype)
 {
@@ -335,120 +253,458 @@ array_of(const void *data, int64 n, Oid elemtype)
 	for (int64 i = 0; i < n; i++)
 		elems[i] = elemtype == FLOAT8OID ? Float8GetDatum(((const double *) data)[i]) :
 			elemtype == INT4OID ? Int32GetDatum(((const int32 *) data)[i]) :
+			elemtype == INT8OID ? Int64GetDatum(((const int64 *) data)[i]) :
 			TimestampTzGetDatum(((const TimestampTz *) data)[i]);
 	get_typlenbyvalalign(elemtype, &len, &byval, &align);
 	return PointerGetDatum(construct_array(elems, (int) n, elemtype, len, byval, align));
 }
 
-/*
- * Paper-trade one version on one symbol's new bars: the decisions, then
- * the ledger rows, the position and the running totals.
- */
-static Decisions
-trade_symbol(const RlAgent *ag, LiveVersion *v, const char *symbol)
+/* Where one version stands on one symbol. */
+typedef struct Pair
 {
-	Decisions	d = {0};
-	TimestampTz after;
-	TimestampTz first_bar = 0;
-	int32		pos = 0;
-	bool		known = load_position(ag->name, v->version, symbol, &first_bar, &after, &pos);
+	bool		known;			/* it has a live_positions row */
+	TimestampTz first_bar;		/* its first decision (known pairs) */
+	TimestampTz after;			/* its last evaluated bar, or the version's
+								 * first_bar_after */
+	int32		position;		/* held coming into the next bar */
+	TimestampTz *recent;		/* the last bars it passed, ascending */
+	int			n_recent;
+	int64		late;			/* late bars found in this call */
+	bool		changed;		/* its row is written at the end of the call */
+} Pair;
+
+/*
+ * Rows a call writes at its end, one statement for each table: ledger rows
+ * (with position, net and buy_hold) or late bars (pair: symbol * n_versions
+ * + version).
+ */
+typedef struct Batch
+{
+	int64		n;
+	int64		cap;
+	int32	   *pair;
+	TimestampTz *ts;
+	int32	   *position;
+	double	   *net;
+	double	   *buy_hold;
+} Batch;
+
+/* Room for one more row (ledger: with the columns of a ledger row). */
+static void
+batch_reserve(Batch *b, bool ledger)
+{
+	if (b->n < b->cap)
+		return;
+	b->cap = Max(256, 2 * b->cap);
+	b->pair = b->pair ? repalloc(b->pair, b->cap * sizeof(int32)) : palloc(b->cap * sizeof(int32));
+	b->ts = b->ts ? repalloc(b->ts, b->cap * sizeof(TimestampTz)) : palloc(b->cap * sizeof(TimestampTz));
+	if (!ledger)
+		return;
+	b->position = b->position ? repalloc(b->position, b->cap * sizeof(int32)) : palloc(b->cap * sizeof(int32));
+	b->net = b->net ? repalloc(b->net, b->cap * sizeof(double)) : palloc(b->cap * sizeof(double));
+	b->buy_hold = b->buy_hold ? repalloc(b->buy_hold, b->cap * sizeof(double)) : palloc(b->cap * sizeof(double));
+}
+
+/* Symbols in C order: the positions are matched to them by bsearch. */
+static int
+cmp_symbol(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/*
+ * Every version's position on every symbol, in one read of live_positions.
+ * A pair without a row starts flat after its version's first_bar_after.
+ */
+static Pair *
+load_positions(const char *agent, const LiveVersion *v, int n_versions,
+			   char **symbols, int n_symbols, MemoryContext cxt)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(agent)};
+	Pair	   *pairs = MemoryContextAllocZero(cxt, Max(1, n_symbols * n_versions) * sizeof(Pair));
+	uint64		n;
+
+	for (int k = 0; k < n_symbols; k++)
+		for (int i = 0; i < n_versions; i++)
+			pairs[k * n_versions + i].after = v[i].first_bar_after;
+	n = owner_sql("SELECT version, symbol, first_bar, last_bar, position, recent_bars"
+				  "  FROM rl_mlops.live_positions"
+				  " WHERE agent OPERATOR(pg_catalog.=) $1 AND last_bar IS NOT NULL",
+				  1, types, values, NULL);
+	for (uint64 r = 0; r < n; r++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[r];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		char	   *version = SPI_getvalue(t, d, 1);
+		char	   *symbol = SPI_getvalue(t, d, 2);
+		char	  **found = bsearch(&symbol, symbols, n_symbols, sizeof(char *), cmp_symbol);
+		bool		isnull;
+
+		for (int i = 0; found != NULL && i < n_versions; i++)
+		{
+			Pair	   *p = &pairs[(found - symbols) * n_versions + i];
+			ArrayType  *recent;
+
+			if (strcmp(v[i].version, version) != 0)
+				continue;
+			p->known = true;
+			p->first_bar = DatumGetTimestampTz(SPI_getbinval(t, d, 3, &isnull));
+			p->after = DatumGetTimestampTz(SPI_getbinval(t, d, 4, &isnull));
+			p->position = DatumGetInt32(SPI_getbinval(t, d, 5, &isnull));
+			recent = DatumGetArrayTypeP(SPI_getbinval(t, d, 6, &isnull));
+			p->n_recent = ArrayGetNItems(ARR_NDIM(recent), ARR_DIMS(recent));
+			p->recent = MemoryContextAlloc(cxt, Max(1, p->n_recent) * sizeof(TimestampTz));
+			if (p->n_recent > 0)
+				memcpy(p->recent, ARR_DATA_PTR(recent), p->n_recent * sizeof(TimestampTz));
+		}
+	}
+	return pairs;
+}
+
+/*
+ * Bars that arrived late for one pair: rows of the lookback at or before
+ * its last bar, from the oldest of its recent bars on, that are not among
+ * them (it passed them before they existed).  They go to the late batch,
+ * once: they join the recent bars, and are never evaluated.  Older rows
+ * are not looked at: that is the lookback the call reads anyway.
+ */
+static void
+find_late_bars(Pair *p, int32 pair, const RlSourceRows *rows, int64 seen, Batch *late)
+{
+	int			k = 0;
+
+	if (p->n_recent == 0)
+		return;
+	for (int64 t = 0; t < seen; t++)
+	{
+		if (rows->ts[t] < p->recent[0] || rows->ts[t] < p->first_bar)
+			continue;
+		while (k < p->n_recent && p->recent[k] < rows->ts[t])
+			k++;
+		if (k < p->n_recent && p->recent[k] == rows->ts[t])
+			continue;
+		batch_reserve(late, false);
+		late->pair[late->n] = pair;
+		late->ts[late->n++] = rows->ts[t];
+		p->late++;
+		p->changed = true;
+	}
+}
+
+/*
+ * A pair's recent bars after this call: its old ones, the late bars just
+ * found (all three ascending, the decisions after the others), and its new
+ * decisions; the last window of them.
+ */
+static void
+update_recent(Pair *p, const TimestampTz *late, int64 n_late, const Decisions *d, int32 window)
+{
+	int64		n = p->n_recent + n_late + d->n;
+	TimestampTz *all = palloc(Max(1, n) * sizeof(TimestampTz));
+	int64		i = 0,
+				j = 0,
+				m = 0;
+
+	while (i < p->n_recent || j < n_late)
+		all[m++] = (j >= n_late || (i < p->n_recent && p->recent[i] < late[j]))
+			? p->recent[i++] : late[j++];
+	for (int64 t = 0; t < d->n; t++)
+		all[m++] = d->ts[t];
+	p->n_recent = (int) Min(m, window);
+	p->recent = all + (m - p->n_recent);
+}
+
+/*
+ * Paper-trade every version on one symbol's new bars from one read of the
+ * source (as the caller) starting a lookback before the earliest version's
+ * last bar.  Appends the decisions to the ledger batch and the late bars
+ * to theirs; dec[i] gets version i's decisions.
+ */
+static void
+trade_symbol(const RlAgent *ag, LiveVersion *v, int n_versions, Pair *pairs,
+			 int symbol_index, const char *symbol, Decisions *dec,
+			 Batch *ledger, Batch *late)
+{
+	TimestampTz from = pairs[0].after;
 	RlRequesterPart part;
 	RlSourceRows *rows;
 	RlSeries	s;
 	int32		w = ag->arch.window;
-	float	   *obs;
-	float	   *probs;
 	char		err[RL_ENV_ERRLEN];
-	int64		first;
 
-	if (!known)
-		after = v->first_bar_after;
+	for (int i = 1; i < n_versions; i++)
+		from = Min(from, pairs[i].after);
 	part = rl_begin_as_requester(GetUserId());
-	rows = rl_source_read_after(&ag->source, symbol, after, w);
+	rows = rl_source_read_after(&ag->source, symbol, from, w);
 	rl_end_as_requester(part);
-	if (known)
-		v->late_bars += record_late_bars(ag, v, symbol, rows, first_bar);
-	first = Max(rows->n_before, w);
-	if (rows->n < 2 || first > rows->n - 2)
-		return d;
+	if (rows->n < 2)
+		return;
 	s = rl_source_series(rows, symbol);
 
-	d.ts = palloc(rows->n * sizeof(TimestampTz));
-	d.position = palloc(rows->n * sizeof(int32));
-	d.net = palloc(rows->n * sizeof(double));
-	d.buy_hold = palloc(rows->n * sizeof(double));
-	obs = v->model->work;
-	probs = v->model->work + v->model->w.arch.obs_dim + RL_FORWARD_SCRATCH(&v->model->w.arch);
-	for (int64 t = first; t <= rows->n - 2; t++)
+	for (int i = 0; i < n_versions; i++)
 	{
-		int32		next;
-		double		r_next = s.returns[t + 1];
+		Pair	   *p = &pairs[i];
+		Decisions  *d = &dec[i];
+		int32		pos = p->position;
+		float	   *obs = v[i].model->work;
+		float	   *probs = obs + v[i].model->w.arch.obs_dim + RL_FORWARD_SCRATCH(&v[i].model->w.arch);
+		int64		seen = 0;	/* rows at or before p->after */
+		int64		late_from = late->n;
+		int64		first;
 
-		rl_serve_check_env(rl_env_observation(&s, w, ag->arch.n_features, v->model->sigma,
-											  t, pos, obs, err), err);
-		rl_forward(&v->model->w, obs, probs, NULL, v->model->work + v->model->w.arch.obs_dim);
-		next = rl_action_position(rl_argmax(probs, RL_N_ACTIONS));
-		d.ts[d.n] = rows->ts[t];
-		d.position[d.n] = next;
-		d.net[d.n] = rl_env_net_return(next, pos, r_next, ag->cost);
-		d.buy_hold[d.n] = r_next;
-		rl_perf_add(&v->perf, d.net[d.n], r_next, next - pos);
+		while (seen < rows->n && rows->ts[seen] <= p->after)
+			seen++;
+		if (p->known)
+			find_late_bars(p, symbol_index * n_versions + i, rows, seen, late);
+		first = Max(seen, w);
+		d->ts = palloc(rows->n * sizeof(TimestampTz));
+		d->position = palloc(rows->n * sizeof(int32));
+		d->net = palloc(rows->n * sizeof(double));
+		for (int64 t = first; t <= rows->n - 2; t++)
 		{
-			double		delta = r_next - v->market_mean;
+			int32		next;
+			double		r_next = s.returns[t + 1];
+			double		delta;
 
-			v->market_n++;
-			v->market_mean += delta / (double) v->market_n;
-			v->market_m2 += delta * (r_next - v->market_mean);
+			rl_serve_check_env(rl_env_observation(&s, w, ag->arch.n_features, v[i].model->sigma,
+												  t, pos, obs, err), err);
+			rl_forward(&v[i].model->w, obs, probs, NULL, obs + v[i].model->w.arch.obs_dim);
+			next = rl_action_position(rl_argmax(probs, RL_N_ACTIONS));
+			d->ts[d->n] = rows->ts[t];
+			d->position[d->n] = next;
+			d->net[d->n] = rl_env_net_return(next, pos, r_next, ag->cost);
+			rl_perf_add(&v[i].perf, d->net[d->n], r_next, next - pos);
+			delta = r_next - v[i].market_mean;
+			v[i].market_n++;
+			v[i].market_mean += delta / (double) v[i].market_n;
+			v[i].market_m2 += delta * (r_next - v[i].market_mean);
+			if (v[i].gaps_n == v[i].gaps_cap)
+			{
+				v[i].gaps_cap = Max(64, 2 * v[i].gaps_cap);
+				v[i].gaps = v[i].gaps ? repalloc(v[i].gaps, v[i].gaps_cap * sizeof(int64))
+					: palloc(v[i].gaps_cap * sizeof(int64));
+			}
+			v[i].gaps[v[i].gaps_n++] = rows->ts[t + 1] - rows->ts[t];
+
+			batch_reserve(ledger, true);
+			ledger->pair[ledger->n] = symbol_index * n_versions + i;
+			ledger->ts[ledger->n] = rows->ts[t];
+			ledger->position[ledger->n] = next;
+			ledger->net[ledger->n] = d->net[d->n];
+			ledger->buy_hold[ledger->n++] = r_next;
+			pos = next;
+			d->n++;
 		}
-		if (v->gaps_n == v->gaps_cap)
-		{
-			v->gaps_cap = Max(64, 2 * v->gaps_cap);
-			v->gaps = v->gaps ? repalloc(v->gaps, v->gaps_cap * sizeof(int64))
-				: palloc(v->gaps_cap * sizeof(int64));
-		}
-		v->gaps[v->gaps_n++] = rows->ts[t + 1] - rows->ts[t];
-		pos = next;
-		d.n++;
+		v[i].late_bars += late->n - late_from;
+		if (d->n == 0 && late->n == late_from)
+			continue;
+		update_recent(p, late->ts + late_from, late->n - late_from, d, w);
+		p->changed = true;
+		if (d->n == 0)
+			continue;
+		if (v[i].since == 0 || v[i].since == DT_NOBEGIN || d->ts[0] < v[i].since)
+			v[i].since = d->ts[0];
+		if (v[i].last_bar == 0 || v[i].last_bar == DT_NOBEGIN || d->ts[d->n - 1] > v[i].last_bar)
+			v[i].last_bar = d->ts[d->n - 1];
+		v[i].decisions += d->n;
+		if (!p->known)
+			p->first_bar = d->ts[0];
+		p->after = d->ts[d->n - 1];
+		p->position = pos;
 	}
-	if (v->since == 0 || v->since == DT_NOBEGIN || d.ts[0] < v->since)
-		v->since = d.ts[0];
-	if (v->last_bar == 0 || v->last_bar == DT_NOBEGIN || d.ts[d.n - 1] > v->last_bar)
-		v->last_bar = d.ts[d.n - 1];
-	v->decisions += d.n;
+}
 
+/*
+ * Paper-trade every version on one symbol in a subtransaction: a symbol
+ * with bad data (a NULL or non-positive price...) is left as it was, its
+ * error reported, and the other symbols go on.
+ */
+static void
+trade_symbol_or_report(const RlAgent *ag, LiveVersion *v, int n_versions, Pair *pairs,
+					   int symbol_index, const char *symbol, Decisions *dec,
+					   Batch *ledger, Batch *late, StringInfo errors)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	LiveVersion *saved = palloc(n_versions * sizeof(LiveVersion));
+	Pair	   *saved_pairs = palloc(n_versions * sizeof(Pair));
+	int64		ledger_n = ledger->n;
+	int64		late_n = late->n;
+
+	memcpy(saved, v, n_versions * sizeof(LiveVersion));
+	memcpy(saved_pairs, pairs, n_versions * sizeof(Pair));
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
 	{
-		Oid			types[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZARRAYOID,
-		INT4ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID};
-		Datum		values[8];
+		trade_symbol(ag, v, n_versions, pairs, symbol_index, symbol, dec, ledger, late);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
 
-		values[0] = CStringGetTextDatum(ag->name);
-		values[1] = CStringGetTextDatum(v->version);
-		values[2] = CStringGetTextDatum(v->champion ? "champion" : "shadow");
-		values[3] = CStringGetTextDatum(symbol);
-		values[4] = array_of(d.ts, d.n, TIMESTAMPTZOID);
-		values[5] = array_of(d.position, d.n, INT4OID);
-		values[6] = array_of(d.net, d.n, FLOAT8OID);
-		values[7] = array_of(d.buy_hold, d.n, FLOAT8OID);
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		for (int i = 0; i < n_versions; i++)
+		{
+			/* everything as before this symbol (the gaps array is shared) */
+			int64		gaps_n = Min(v[i].gaps_n, saved[i].gaps_n);
+
+			saved[i].gaps = v[i].gaps;
+			saved[i].gaps_cap = v[i].gaps_cap;
+			v[i] = saved[i];
+			v[i].gaps_n = gaps_n;
+			dec[i].n = 0;
+		}
+		memcpy(pairs, saved_pairs, n_versions * sizeof(Pair));
+		ledger->n = ledger_n;
+		late->n = late_n;
+		append_item(errors, psprintf("symbol %s: %s", symbol, edata->message));
+	}
+	PG_END_TRY();
+}
+
+/* A text[] of the version or the symbol of each row of a batch. */
+static Datum
+names_of(const Batch *b, char **names, int n_versions, bool versions)
+{
+	Datum	   *elems = palloc(Max(b->n, 1) * sizeof(Datum));
+
+	for (int64 r = 0; r < b->n; r++)
+		elems[r] = CStringGetTextDatum(names[versions ? b->pair[r] % n_versions
+											  : b->pair[r] / n_versions]);
+	return PointerGetDatum(construct_array(elems, (int) b->n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * Write what the call found, one statement per table: the ledger rows, the
+ * late bars, and the positions that changed (their recent bars as slices
+ * of one array).
+ */
+static void
+write_batches(const char *agent, const LiveVersion *v, int n_versions, char **symbols,
+			  int n_symbols, const Pair *pairs, const Batch *ledger, const Batch *late)
+{
+	char	  **version_names = palloc(n_versions * sizeof(char *));
+	char	  **roles = palloc(n_versions * sizeof(char *));
+	Datum		agent_datum = CStringGetTextDatum(agent);
+
+	for (int i = 0; i < n_versions; i++)
+	{
+		version_names[i] = v[i].version;
+		roles[i] = v[i].champion ? "champion" : "shadow";
+	}
+	if (ledger->n > 0)
+	{
+		Oid			types[8] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		TIMESTAMPTZARRAYOID, INT4ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID};
+		Datum		values[8] = {agent_datum,
+			names_of(ledger, version_names, n_versions, true),
+			names_of(ledger, roles, n_versions, true),
+			names_of(ledger, symbols, n_versions, false),
+			array_of(ledger->ts, ledger->n, TIMESTAMPTZOID),
+			array_of(ledger->position, ledger->n, INT4OID),
+			array_of(ledger->net, ledger->n, FLOAT8OID),
+		array_of(ledger->buy_hold, ledger->n, FLOAT8OID)};
+
 		owner_sql("INSERT INTO rl_mlops.live_ledger (agent, version, role, symbol, ts, position,"
 				  "                                  net_return, buy_hold_return)"
-				  " SELECT $1, $2, $3, $4, u.ts, u.pos, u.net, u.bh"
-				  "   FROM ROWS FROM (pg_catalog.unnest($5), pg_catalog.unnest($6),"
-				  "                   pg_catalog.unnest($7), pg_catalog.unnest($8)) AS u(ts, pos, net, bh)",
+				  " SELECT $1, u.version, u.role, u.symbol, u.ts, u.pos, u.net, u.bh"
+				  "   FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4),"
+				  "                   pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7),"
+				  "                   pg_catalog.unnest($8)) AS u(version, role, symbol, ts, pos, net, bh)",
 				  8, types, values, NULL);
-		types[4] = TIMESTAMPTZOID;
-		types[5] = INT4OID;
-		types[6] = TIMESTAMPTZOID;
-		values[4] = TimestampTzGetDatum(d.ts[d.n - 1]);
-		values[5] = Int32GetDatum(pos);
-		values[6] = TimestampTzGetDatum(d.ts[0]);
-		owner_sql("INSERT INTO rl_mlops.live_positions AS p (agent, version, symbol, first_bar,"
-				  "                                        last_bar, position)"
-				  " VALUES ($1, $2, $4, $7, $5, $6)"
-				  " ON CONFLICT (agent, version, symbol)"
-				  " DO UPDATE SET last_bar = EXCLUDED.last_bar, position = EXCLUDED.position",
-				  7, types, values, NULL);
 	}
-	return d;
+	if (late->n > 0)
+	{
+		Oid			types[4] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
+		Datum		values[4] = {agent_datum,
+			names_of(late, version_names, n_versions, true),
+			names_of(late, symbols, n_versions, false),
+		array_of(late->ts, late->n, TIMESTAMPTZOID)};
+
+		owner_sql("INSERT INTO rl_mlops.live_late_bars (agent, version, symbol, ts)"
+				  " SELECT $1, u.version, u.symbol, u.ts"
+				  "   FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4))"
+				  "        AS u(version, symbol, ts)", 4, types, values, NULL);
+	}
+	{
+		Batch		changed = {0};
+		Batch		recent = {0};
+		int32	   *lo;
+		int32	   *hi;
+		int64	   *late_n;
+		TimestampTz *first_bar;
+		TimestampTz *last_bar;
+		int32	   *position;
+		int64		n = 0;
+		Oid			types[10] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
+			TIMESTAMPTZARRAYOID, INT4ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID,
+		INT4ARRAYOID, INT4ARRAYOID};
+		Datum		values[10];
+
+		for (int64 k = 0; k < (int64) n_symbols * n_versions; k++)
+			n += pairs[k].changed;
+		if (n == 0)
+			return;
+		lo = palloc(n * sizeof(int32));
+		hi = palloc(n * sizeof(int32));
+		late_n = palloc(n * sizeof(int64));
+		first_bar = palloc(n * sizeof(TimestampTz));
+		last_bar = palloc(n * sizeof(TimestampTz));
+		position = palloc(n * sizeof(int32));
+		for (int64 k = 0; k < (int64) n_symbols * n_versions; k++)
+		{
+			const Pair *p = &pairs[k];
+
+			if (!p->changed)
+				continue;
+			batch_reserve(&changed, false);
+			changed.pair[changed.n] = (int32) k;
+			first_bar[changed.n] = p->first_bar;
+			last_bar[changed.n] = p->after;
+			position[changed.n] = p->position;
+			late_n[changed.n] = p->late;
+			lo[changed.n] = (int32) recent.n + 1;
+			for (int r = 0; r < p->n_recent; r++)
+			{
+				batch_reserve(&recent, false);
+				recent.ts[recent.n++] = p->recent[r];
+			}
+			hi[changed.n++] = (int32) recent.n;
+		}
+		values[0] = agent_datum;
+		values[1] = names_of(&changed, version_names, n_versions, true);
+		values[2] = names_of(&changed, symbols, n_versions, false);
+		values[3] = array_of(first_bar, n, TIMESTAMPTZOID);
+		values[4] = array_of(last_bar, n, TIMESTAMPTZOID);
+		values[5] = array_of(position, n, INT4OID);
+		values[6] = array_of(late_n, n, INT8OID);
+		values[7] = array_of(recent.ts, recent.n, TIMESTAMPTZOID);
+		values[8] = array_of(lo, n, INT4OID);
+		values[9] = array_of(hi, n, INT4OID);
+		owner_sql("INSERT INTO rl_mlops.live_positions AS p (agent, version, symbol, first_bar,"
+				  "                                        last_bar, position, late_bars, recent_bars)"
+				  " SELECT $1, u.version, u.symbol, u.first_bar, u.last_bar, u.pos, u.late,"
+				  "        $8[u.lo:u.hi]"
+				  "   FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4),"
+				  "                   pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7),"
+				  "                   pg_catalog.unnest($9), pg_catalog.unnest($10))"
+				  "        AS u(version, symbol, first_bar, last_bar, pos, late, lo, hi)"
+				  " ON CONFLICT (agent, version, symbol)"
+				  " DO UPDATE SET last_bar = EXCLUDED.last_bar, position = EXCLUDED.position,"
+				  "               late_bars = p.late_bars OPERATOR(pg_catalog.+) EXCLUDED.late_bars,"
+				  "               recent_bars = EXCLUDED.recent_bars",
+				  10, types, values, NULL);
+	}
 }
 
 /*
@@ -700,64 +956,6 @@ auto_rollback(const RlAgent *ag, const LiveVersion *champ, const LiveVersion *pr
 	ereport(LOG, (errmsg("rl_mlops: %s: rolled back agent %s to %s", reason, ag->name, pred->version)));
 }
 
-/* Append a JSON string element to a list under construction. */
-static void
-append_item(StringInfo list, const char *text)
-{
-	if (list->len > 0)
-		appendStringInfoString(list, ", ");
-	escape_json(list, text);
-}
-
-/*
- * Paper-trade every version on one symbol in a subtransaction: a symbol
- * with bad data (a NULL or non-positive price...) stops at that bar with
- * its error reported, and the other symbols go on.
- */
-static void
-trade_symbol_or_report(const RlAgent *ag, LiveVersion *v, int n_versions,
-					   const char *symbol, Decisions *dec, StringInfo errors)
-{
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	LiveVersion *saved = palloc(n_versions * sizeof(LiveVersion));
-
-	memcpy(saved, v, n_versions * sizeof(LiveVersion));
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		for (int i = 0; i < n_versions; i++)
-			dec[i] = trade_symbol(ag, &v[i], symbol);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		for (int i = 0; i < n_versions; i++)
-		{
-			/* the totals as before this symbol (the gaps array is shared) */
-			v[i].perf = saved[i].perf;
-			v[i].decisions = saved[i].decisions;
-			v[i].late_bars = saved[i].late_bars;
-			v[i].since = saved[i].since;
-			v[i].last_bar = saved[i].last_bar;
-			v[i].gaps_n = Min(v[i].gaps_n, saved[i].gaps_n);
-			dec[i].n = 0;
-		}
-		append_item(errors, psprintf("symbol %s: %s", symbol, edata->message));
-	}
-	PG_END_TRY();
-}
 
 /*
  * monitor(agent): see the header.  Returns {"agent", "versions": [...],
@@ -782,6 +980,9 @@ rl_monitor(PG_FUNCTION_ARGS)
 	RlSeqResult r;
 	bool		compare;
 	TimestampTz newest = DT_NOBEGIN;
+	Pair	   *pairs;
+	Batch		ledger = {0};
+	Batch		late = {0};
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -825,6 +1026,8 @@ rl_monitor(PG_FUNCTION_ARGS)
 	symbols = n_versions > 0 ? live_symbols(ag, &v[0], &n_symbols, cxt) : NULL;
 	if (n_versions == 0)
 		n_symbols = 0;
+	qsort(symbols, n_symbols, sizeof(char *), cmp_symbol);
+	pairs = load_positions(name, v, n_versions, symbols, n_symbols, cxt);
 
 	compare = pred != NULL;
 	if (compare)
@@ -834,13 +1037,15 @@ rl_monitor(PG_FUNCTION_ARGS)
 	{
 		Decisions  *dec = palloc0(n_versions * sizeof(Decisions));
 
-		trade_symbol_or_report(ag, v, n_versions, symbols[k], dec, &errors);
+		trade_symbol_or_report(ag, v, n_versions, &pairs[k * n_versions], k, symbols[k],
+							   dec, &ledger, &late, &errors);
 		for (int i = 0; i < n_versions; i++)
 			if (dec[i].n > 0)
 				newest = Max(newest, dec[i].ts[dec[i].n - 1]);
 		if (compare && dec[0].n > 0)
 			add_pairs(&st, &dec[0], &dec[pred - v]);
 	}
+	write_batches(name, v, n_versions, symbols, n_symbols, pairs, &ledger, &late);
 
 	for (int i = 0; i < n_versions; i++)
 		if (v[i].decisions > 0)
