@@ -12,6 +12,8 @@
 #   4. Stale data and bad data: alerts and errors, never an action; the
 #      version in shadow is kept by retention during probation; monitor()
 #      is not for PUBLIC.
+#   5. Two calls at once never write a bar twice; a crash before commit
+#      leaves everything as it was.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -19,7 +21,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use RlMlops;
 
-my $node = new_cluster('monitor');
+my $node = new_cluster('monitor', conf => 'restart_after_crash = on');
 sql(q{CREATE EXTENSION rl_mlops});
 
 # Bars of one symbol: 1,500 before the current minute (to train on) and
@@ -277,6 +279,68 @@ like(error_of(q{SELECT rl_mlops.monitor('rw')}, extra_params => [ '-U', 'strange
 like(error_of(q{SELECT rl_mlops.configure('rw', monitor_alpha => 0.5)}),
 	qr/monitor_alpha_between_0_and_0_2/, '4. an absurd alpha is refused by its CHECK constraint');
 integrity_ok($node, '4. monitoring');
+
+#
+# 5. Concurrency and crashes: two calls at once (a pg_cron tick and a
+# person) never write a bar twice; a crash before commit leaves the
+# ledger, the positions and the aggregates as they were, and consistent.
+#
+# The ledger agrees with the positions and the running totals, per version.
+my $consistent_q = q{
+	SELECT count(*) FILTER (WHERE NOT ok) || ' of ' || count(*) FROM (
+	  SELECT m.decisions = l.n AND abs(m.total_return - l.total) < 1e-9
+	         AND m.last_bar = l.last AND p.last_bar = l.last AS ok
+	    FROM rl_mlops.live_metrics m
+	    JOIN (SELECT version, count(*) AS n, sum(net_return) AS total, max(ts) AS last
+	            FROM rl_mlops.live_ledger WHERE agent = 'ar' GROUP BY version) l USING (version)
+	    JOIN rl_mlops.live_positions p ON p.agent = m.agent AND p.version = m.version
+	   WHERE m.agent = 'ar') x};
+like(sql($consistent_q), qr/^0 of [1-9]/, '5. before: the ledger agrees with the positions and the totals');
+arrive('ar', 20);
+my $rows_before = sql(q{SELECT count(*) FROM rl_mlops.live_ledger WHERE agent = 'ar'});
+my $decided_q = q{(SELECT sum((x ->> 'decisions')::int) FROM jsonb_array_elements(rl_mlops.monitor('ar') -> 'versions') x)};
+my $s1 = $node->background_psql('postgres', on_error_stop => 0);
+my $s2 = $node->background_psql('postgres', on_error_stop => 0);
+my $first_call = $s1->query_safe("BEGIN; SELECT $decided_q");
+ok($first_call >= 40, "5. the first call evaluates the new bars ($first_call decisions, 2 versions)");
+$s2->query_until(qr/go/, "\\echo go\nSELECT 'second ' || $decided_q;\n");
+ok( $node->poll_query_until('postgres', q{
+	SELECT count(*) = 1 FROM pg_stat_activity
+	 WHERE query LIKE 'SELECT ''second ''%' AND wait_event_type = 'Lock'}),
+	'5. the second call waits for the first');
+$s1->query_safe('COMMIT');
+$s2->{run}->pump until $s2->{stdout} =~ /second \d+/ || $s2->{timeout}->is_expired;
+like($s2->{stdout}, qr/second 0\b/, '5. then finds nothing left to evaluate');
+is($s2->{stderr}, '', '5. ... without an error (no ledger row written twice)');
+is(sql(q{SELECT count(*) FROM rl_mlops.live_ledger WHERE agent = 'ar'}), $rows_before + $first_call,
+	'5. the ledger holds the first call\'s rows, once');
+like(sql($consistent_q), qr/^0 of [1-9]/, '5. after two calls at once: consistent');
+$s1->quit;
+$s2->quit;
+
+# a crash (SIGKILL of the calling backend: the cluster restarts) after
+# monitor() and before its commit
+my $state_q = q{
+	SELECT (SELECT count(*) || '/' || sum(net_return) FROM rl_mlops.live_ledger WHERE agent = 'ar') || ' '
+	    || (SELECT string_agg(version || ':' || decisions || ':' || total_return, ',' ORDER BY version)
+	          FROM rl_mlops.live_metrics WHERE agent = 'ar') || ' '
+	    || (SELECT string_agg(version || ':' || last_bar || ':' || position, ',' ORDER BY version)
+	          FROM rl_mlops.live_positions WHERE agent = 'ar')
+	    || (SELECT count(*) FROM rl_mlops.monitor_calls WHERE agent = 'ar')};
+my $state = sql($state_q);
+arrive('ar', 10);
+my $s3 = $node->background_psql('postgres', on_error_stop => 0);
+my $pid = $s3->query_safe('SELECT pg_backend_pid()');
+is($s3->query_safe("BEGIN; SELECT $decided_q"), 20, '5. a call evaluates 10 new bars of 2 versions, not committed yet');
+my $logpos = -s $node->logfile;
+kill 'KILL', $pid;
+$s3->{run}->kill_kill;
+wait_crash_restart($node, $logpos);
+is(sql($state_q), $state, '5. after a crash before commit: ledger, totals, positions and calls as they were');
+like(sql($consistent_q), qr/^0 of [1-9]/, '5. ... and consistent');
+is(sql("SELECT $decided_q"), 20, '5. the next call evaluates the same 10 bars');
+like(sql($consistent_q), qr/^0 of [1-9]/, '5. ... consistently');
+integrity_ok($node, '5. concurrency and crashes');
 
 $node->stop;
 done_testing();
