@@ -94,6 +94,14 @@ my ($rc, $out, $err) = $standby->psql('postgres', "\\set VERBOSITY verbose\nSELE
 like($err, qr/ERROR:  25006: monitor\(\) cannot run on a hot standby/, 'monitor() on the standby: 25006');
 like($err, qr/HINT:  Call rl_mlops.monitor\(\) on the primary\./, '... with a hint');
 is($s->query_safe($policy), $p1, 'and serving on the standby is unaffected');
+# what monitor() wrote on the primary reads the same on the standby
+$primary->safe_psql('postgres', "SELECT rl_mlops.monitor('default')");
+$primary->wait_for_catchup($standby);
+my $monitoring = q{SELECT (rl_mlops.status('default') -> 'status' -> 'monitoring' -> 'last_call' ->> 'at')
+                       || ' ' || (SELECT count(*) FROM rl_mlops.live_performance)};
+my $on_primary = $primary->safe_psql('postgres', $monitoring);
+like($on_primary, qr/^\d{4}-.* \d+$/, 'status() on the primary shows the monitor() call');
+is($s->query_safe($monitoring), $on_primary, 'status() and live_performance on the standby show the same');
 
 $s->quit;
 $standby->stop;
