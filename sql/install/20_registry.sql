@@ -446,7 +446,10 @@ CREATE OR REPLACE FUNCTION rl_mlops.configure(
     stale_after interval DEFAULT NULL,
     rollback_cooldown interval DEFAULT NULL,
     ledger_retention_days integer DEFAULT NULL,
-    retrain_on_drift boolean DEFAULT NULL)
+    retrain_on_drift boolean DEFAULT NULL,
+    auto_promote boolean DEFAULT NULL,
+    deploy_mode text DEFAULT NULL,
+    challenger_share double precision DEFAULT NULL)
 RETURNS rl_mlops.agents
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -488,7 +491,10 @@ BEGIN
         stale_after = coalesce(configure.stale_after, stale_after),
         rollback_cooldown = coalesce(configure.rollback_cooldown, rollback_cooldown),
         ledger_retention_days = coalesce(configure.ledger_retention_days, ledger_retention_days),
-        retrain_on_drift = coalesce(configure.retrain_on_drift, retrain_on_drift)
+        retrain_on_drift = coalesce(configure.retrain_on_drift, retrain_on_drift),
+        auto_promote = coalesce(configure.auto_promote, auto_promote),
+        deploy_mode = coalesce(configure.deploy_mode, deploy_mode),
+        challenger_share = coalesce(configure.challenger_share, challenger_share)
      WHERE name = configure.name
     RETURNING * INTO a;
     RETURN a;
@@ -648,6 +654,8 @@ BEGIN
      WHERE agent = a.name AND version = m.version;
     INSERT INTO rl_mlops.deployments (agent, version, previous_version, action, reason)
     VALUES (a.name, m.version, current_version, p_action, p_reason);
+    -- a challenger deployed is the champion now, no longer a challenger
+    DELETE FROM rl_mlops.agent_challengers c WHERE c.agent = a.name AND c.version = m.version;
     PERFORM rl_mlops._invalidate_serving();
     RAISE LOG 'rl_mlops: deployed model version % of agent % (%)', m.version, a.name, p_action;
     PERFORM rl_mlops.cleanup_old_models(a.name);
@@ -760,7 +768,10 @@ BEGIN
            -- a version in shadow (probation) may be rolled back to
            AND NOT EXISTS (SELECT 1 FROM rl_mlops.deployments d
                             WHERE d.agent = a.name AND d.previous_version = m.version
-                              AND d.deployed_at > now() - make_interval(days => a.probation_days));
+                              AND d.deployed_at > now() - make_interval(days => a.probation_days))
+           -- nor a challenger
+           AND NOT EXISTS (SELECT 1 FROM rl_mlops.agent_challengers c
+                            WHERE c.agent = a.name AND c.version = m.version AND c.removed_at IS NULL);
     END IF;
 
     IF NOT dry_run AND cardinality(victims) > 0 THEN
@@ -1026,7 +1037,7 @@ REVOKE ALL ON FUNCTION
                        double precision, integer, integer, double precision, double precision,
                        double precision, bigint, integer, integer, integer, boolean, integer,
                        text, double precision, integer, boolean, double precision, integer,
-                       double precision, interval, interval, integer, boolean),
+                       double precision, interval, interval, integer, boolean, boolean, text, double precision),
     rl_mlops.import_model(text, bytea, integer, double precision, jsonb, text),
     rl_mlops.export_model(text, text),
     rl_mlops.validate_model(text, text),

@@ -90,9 +90,10 @@ RETURNS record
 AS 'MODULE_PATHNAME', 'rl_backtest_summary'
 LANGUAGE C STABLE PARALLEL RESTRICTED;
 
--- What this backend has cached: the version it serves per agent, whether
--- the entry is up to date, how often it read the registry and how often
--- it parsed a checkpoint.
+-- What this backend has cached: one row per version it serves for an
+-- agent (the champion, then its A/B challengers), whether the agent's entry
+-- is up to date, how often it read the registry and how often it parsed a
+-- checkpoint.
 CREATE OR REPLACE FUNCTION rl_mlops.serving_cache(
     OUT agent text,
     OUT version text,

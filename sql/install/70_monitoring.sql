@@ -44,7 +44,7 @@ ALTER TABLE rl_mlops.deployments ADD COLUMN IF NOT EXISTS details jsonb;
 ALTER TABLE rl_mlops.deployments
     DROP CONSTRAINT IF EXISTS deployments_action_check,
     ADD CONSTRAINT deployments_action_check
-        CHECK (action IN ('deploy', 'rollback', 'auto_rollback'));
+        CHECK (action IN ('deploy', 'rollback', 'auto_rollback', 'promote'));
 
 -- Where paper trading of a version stands on a symbol: the last bar whose
 -- decision is in the ledger and the position held from it.
@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS rl_mlops.live_positions (
 CREATE TABLE IF NOT EXISTS rl_mlops.live_ledger (
     agent text NOT NULL,
     version text NOT NULL,
-    role text NOT NULL CHECK (role IN ('champion', 'shadow')),
+    role text NOT NULL CHECK (role IN ('champion', 'shadow', 'challenger')),
     symbol text NOT NULL,
     ts timestamptz NOT NULL,
     position integer NOT NULL CHECK (position BETWEEN -1 AND 1),
@@ -183,6 +183,13 @@ AS $$
      WHERE d.agent = p_agent
        AND d.deployed_at > now() - make_interval(days => a.probation_days)
        AND s.state <> 'active'
+       AND NOT EXISTS (SELECT 1 FROM rl_mlops.agent_challengers c
+                        WHERE c.agent = p_agent AND c.version = s.version AND c.removed_at IS NULL)
+    UNION ALL
+    SELECT c.version, 'challenger', greatest(coalesce(m.data_to, m.created_at), c.added_at), NULL, NULL
+      FROM rl_mlops.agent_challengers c
+      JOIN rl_mlops.models m ON m.agent = c.agent AND m.version = c.version
+     WHERE c.agent = p_agent AND c.removed_at IS NULL AND m.state <> 'active'
 $$;
 
 -- Paper-trade the champion and the shadows on the bars not evaluated yet
@@ -198,7 +205,15 @@ SET search_path = pg_catalog, pg_temp;
 -- champion in probation, the paired test against its predecessor.
 CREATE OR REPLACE VIEW rl_mlops.live_performance AS
 SELECT lm.agent, lm.version,
-       CASE WHEN m.state = 'active' THEN 'champion' ELSE 'shadow' END AS role,
+       CASE WHEN m.state = 'active' THEN 'champion'
+            WHEN EXISTS (SELECT 1 FROM rl_mlops.agent_challengers ch
+                          WHERE ch.agent = lm.agent AND ch.version = lm.version
+                            AND ch.removed_at IS NULL) THEN 'challenger'
+            WHEN EXISTS (SELECT 1 FROM rl_mlops.deployments d JOIN rl_mlops.agents a ON a.name = d.agent
+                          WHERE d.agent = lm.agent AND d.previous_version = lm.version
+                            AND d.deployed_at > now() - make_interval(days => a.probation_days))
+                 THEN 'shadow'
+            ELSE 'retired' END AS role,
        lm.since, lm.last_bar, lm.decisions,
        lm.total_return, lm.sharpe, lm.max_drawdown,
        CASE WHEN lm.decisions > 0 THEN lm.abs_position_changes / lm.decisions END AS turnover,
@@ -214,6 +229,26 @@ SELECT lm.agent, lm.version,
   LEFT JOIN rl_mlops.live_comparisons c
          ON c.agent = lm.agent AND c.champion = lm.version AND m.state = 'active'
  ORDER BY lm.agent, role, lm.version;
+
+-- The challengers of each agent, their live metrics beside the
+-- champion's, and the paired test (challenger minus champion).
+CREATE OR REPLACE VIEW rl_mlops.challengers AS
+SELECT c.agent, c.version, c.traffic_share,
+       CASE WHEN c.traffic_share > 0 THEN 'a/b' ELSE 'shadow' END AS mode,
+       c.added_at AS since, c.added_by,
+       lm.decisions, lm.total_return, lm.sharpe, lm.max_drawdown,
+       champ.version AS champion, cm.decisions AS champion_decisions,
+       cm.total_return AS champion_total_return, cm.sharpe AS champion_sharpe,
+       cm.max_drawdown AS champion_max_drawdown,
+       c.decisions AS paired_decisions, c.mean_difference,
+       c.log_lambda AS test_statistic, c.log_threshold AS test_threshold,
+       c.p_value, c.p_value_holm, c.family_size, c.beats_champion
+  FROM rl_mlops.agent_challengers c
+  LEFT JOIN rl_mlops.live_metrics lm ON lm.agent = c.agent AND lm.version = c.version
+  LEFT JOIN rl_mlops.models champ ON champ.agent = c.agent AND champ.state = 'active'
+  LEFT JOIN rl_mlops.live_metrics cm ON cm.agent = c.agent AND cm.version = champ.version
+ WHERE c.removed_at IS NULL
+ ORDER BY c.agent, c.slot;
 
 -- Roll back to a version on the evidence monitor() found (as the owner):
 -- a deployment with action auto_rollback and the evidence in details.
@@ -249,6 +284,8 @@ AS $$
                        ORDER BY c.id DESC LIMIT 1),
         'versions', (SELECT jsonb_agg(to_jsonb(p) - 'agent' ORDER BY p.role, p.version)
                        FROM rl_mlops.live_performance p WHERE p.agent = p_agent),
+        'challengers', (SELECT jsonb_agg(to_jsonb(c) - 'agent' ORDER BY c.since, c.version)
+                          FROM rl_mlops.challengers c WHERE c.agent = p_agent),
         'cron_job', (SELECT jsonb_build_object('jobid', j.jobid, 'schedule', j.schedule,
                                                'active', j.active, 'last_run_status', j.last_run_status,
                                                'last_run_message', j.last_run_message)

@@ -90,6 +90,7 @@ rl_agent_read(const char *name)
 		a->rollback_cooldown = INTERVAL_COL("rollback_cooldown");
 		a->ledger_retention_days = INT32_COL("ledger_retention_days");
 		a->retrain_on_drift = DatumGetBool(rl_registry_column(rel, tup, "retrain_on_drift", &isnull));
+		a->auto_promote = DatumGetBool(rl_registry_column(rel, tup, "auto_promote", &isnull));
 	}
 
 	systable_endscan(scan);

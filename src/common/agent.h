@@ -51,6 +51,8 @@ typedef struct RlAgent
 	char	   *rollback_cooldown;	/* interval, as text */
 	int32		ledger_retention_days;
 	bool		retrain_on_drift;
+	/* challengers */
+	bool		auto_promote;
 } RlAgent;
 
 extern RlAgent *rl_agent_read(const char *name);

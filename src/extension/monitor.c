@@ -60,6 +60,7 @@ typedef struct LiveVersion
 {
 	char	   *version;
 	bool		champion;
+	const char *role;			/* champion, shadow or challenger */
 	TimestampTz first_bar_after;	/* live from the first bar after this */
 	char	   *predecessor;	/* champion only: the version it replaced */
 	int64		deployment_id;	/* champion only: the deployment doing so */
@@ -77,6 +78,11 @@ typedef struct LiveVersion
 	bool		drifted;		/* the drift test is significant now */
 	double		drift_p;
 	double		drift_stat;
+	RlSeqState *challenger_test;	/* challengers: minus the champion */
+	RlSeqResult challenger_result;
+	double		p_value_holm;
+	int32		family_size;
+	bool		beats_champion;
 	int64		gaps_n;			/* this call's bar gaps, for annualising */
 	int64	   *gaps;
 	int64		gaps_cap;
@@ -135,7 +141,8 @@ live_versions(const char *agent, int *n, MemoryContext cxt)
 	for (int i = 0; i < *n; i++)
 	{
 		v[i].version = result_text(i, 1, cxt);
-		v[i].champion = strcmp(result_text(i, 2, cxt), "champion") == 0;
+		v[i].role = result_text(i, 2, cxt);
+		v[i].champion = strcmp(v[i].role, "champion") == 0;
 		v[i].first_bar_after = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i],
 																 SPI_tuptable->tupdesc, 3, &isnull));
 		v[i].predecessor = result_text(i, 4, cxt);
@@ -600,7 +607,7 @@ write_batches(const char *agent, const LiveVersion *v, int n_versions, char **sy
 	for (int i = 0; i < n_versions; i++)
 	{
 		version_names[i] = v[i].version;
-		roles[i] = v[i].champion ? "champion" : "shadow";
+		roles[i] = (char *) v[i].role;
 	}
 	if (ledger->n > 0)
 	{
@@ -814,9 +821,13 @@ save_metrics(const RlAgent *ag, LiveVersion *v)
 	}
 }
 
-/* Paired differences (champion minus predecessor) on the bars both traded. */
+/*
+ * Paired differences (a's net return minus b's) on the bars both traded:
+ * the champion minus its predecessor, or a challenger minus the champion.
+ */
 static void
-add_pairs(RlSeqState *st, const Decisions *champ, const Decisions *pred)
+add_pairs(RlSeqState *st, const Decisions *champ, const Decisions *pred,
+		  const char *what)
 {
 	int64		i = 0;
 	int64		j = 0;
@@ -833,7 +844,7 @@ add_pairs(RlSeqState *st, const Decisions *champ, const Decisions *pred)
 			if (rl_seq_add_pair(st, champ->net[i], pred->net[j], err) != RL_SEQ_OK)
 				ereport(ERROR,
 						(errcode(ERRCODE_DATA_EXCEPTION),
-						 errmsg("cannot compare the champion with its predecessor"),
+						 errmsg("cannot compare %s", what),
 						 errdetail("%s", err)));
 			i++;
 			j++;
@@ -909,6 +920,177 @@ save_comparison(const RlAgent *ag, const LiveVersion *champ, const RlSeqState *s
 			  10, types_p, values, nulls);
 }
 
+/*
+ * A challenger's paired test against the champion: read, or new when it
+ * was last compared with another champion (a new champion starts a new
+ * family of comparisons).
+ */
+static void
+load_challenger_test(const RlAgent *ag, const LiveVersion *champ, LiveVersion *c,
+					 MemoryContext cxt)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(ag->name), CStringGetTextDatum(c->version)};
+	char		err[RL_SEQ_ERRLEN];
+
+	c->challenger_test = MemoryContextAlloc(cxt, sizeof(RlSeqState));
+	if (owner_sql("SELECT champion, state FROM rl_mlops.agent_challengers"
+				  " WHERE agent OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2"
+				  "   AND champion IS NOT NULL AND state IS NOT NULL",
+				  2, types, values, NULL) == 1 &&
+		strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), champ->version) == 0)
+	{
+		bool		isnull;
+		ArrayType  *arr = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0],
+														   SPI_tuptable->tupdesc, 2, &isnull));
+
+		if (ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr)) == RL_SEQ_STATE_LEN &&
+			!ARR_HASNULL(arr) &&
+			rl_seq_deserialize((const double *) ARR_DATA_PTR(arr), c->challenger_test, err) == RL_SEQ_OK)
+			return;
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the comparison of challenger \"%s\" with \"%s\" is corrupt",
+						c->version, champ->version),
+				 errdetail("%s", err)));
+	}
+	if (rl_seq_init(c->challenger_test, RL_SEQ_DEFAULT_TAU2, ag->min_live_decisions, err) != RL_SEQ_OK)
+		elog(ERROR, "%s", err);
+}
+
+/*
+ * How many challengers the Holm correction counts: those present, and
+ * those removed after being compared with this champion (a challenger
+ * removed for losing must not shrink the family of the ones left).
+ */
+static int32
+challenger_family(const RlAgent *ag, const LiveVersion *champ)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(ag->name), CStringGetTextDatum(champ->version)};
+	bool		isnull;
+
+	owner_sql("SELECT pg_catalog.count(*)::pg_catalog.int4 FROM rl_mlops.agent_challengers"
+			  " WHERE agent OPERATOR(pg_catalog.=) $1"
+			  "   AND (removed_at IS NULL OR (champion OPERATOR(pg_catalog.=) $2"
+			  "                               AND decisions OPERATOR(pg_catalog.>) 0))",
+			  2, types, values, NULL);
+	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Test every challenger against the champion (one-sided: the challenger
+ * earns more), Holm-corrected over the family at monitor_alpha, and store
+ * each one's state and result.  Returns the index in v of the challenger
+ * to promote (the smallest adjusted p-value, then the largest mean
+ * difference), or -1.
+ */
+static int
+test_challengers(const RlAgent *ag, LiveVersion *v, int n_versions)
+{
+	int32		k = challenger_family(ag, &v[0]);
+	int			n = 0;
+	int		   *index;
+	double	   *p;
+	double	   *p_adj;
+	bool	   *reject;
+	int32		n_reject;
+	int			best = -1;
+	char		err[RL_SEQ_ERRLEN];
+
+	for (int i = 0; i < n_versions; i++)
+		n += v[i].challenger_test != NULL;
+	if (n == 0)
+		return -1;
+	k = Max(k, n);
+	index = palloc(n * sizeof(int));
+	p = palloc(k * sizeof(double));
+	p_adj = palloc(k * sizeof(double));
+	reject = palloc(k * sizeof(bool));
+	for (int i = 0, j = 0; i < n_versions; i++)
+	{
+		if (v[i].challenger_test == NULL)
+			continue;
+		if (rl_seq_test(v[i].challenger_test, ag->monitor_alpha, 1, &v[i].challenger_result, err) != RL_SEQ_OK)
+			elog(ERROR, "%s", err);
+		index[j] = i;
+		p[j++] = v[i].challenger_result.p_value_side;
+	}
+	/* the removed ones of the family: counted, never rejected */
+	for (int j = n; j < k; j++)
+		p[j] = 1.0;
+	if (rl_seq_holm(p, k, ag->monitor_alpha, p_adj, reject, &n_reject, err) != RL_SEQ_OK)
+		elog(ERROR, "%s", err);
+	for (int j = 0; j < n; j++)
+	{
+		LiveVersion *c = &v[index[j]];
+		const RlSeqResult *r = &c->challenger_result;
+		double		buf[RL_SEQ_STATE_LEN];
+		Oid			types[12] = {TEXTOID, TEXTOID, TEXTOID, FLOAT8ARRAYOID, INT8OID, FLOAT8OID,
+			FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, INT4OID, BOOLOID};
+		Datum		values[12];
+
+		c->p_value_holm = p_adj[j];
+		c->family_size = k;
+		c->beats_champion = reject[j];
+		if (reject[j] && (best < 0 || p_adj[j] < v[best].p_value_holm ||
+						  (p_adj[j] == v[best].p_value_holm && r->mean > v[best].challenger_result.mean)))
+			best = index[j];
+		rl_seq_serialize(c->challenger_test, buf);
+		values[0] = CStringGetTextDatum(ag->name);
+		values[1] = CStringGetTextDatum(c->version);
+		values[2] = CStringGetTextDatum(v[0].version);
+		values[3] = array_of(buf, RL_SEQ_STATE_LEN, FLOAT8OID);
+		values[4] = Int64GetDatum(r->n);
+		values[5] = Float8GetDatum(r->mean);
+		values[6] = Float8GetDatum(r->log_lambda);
+		values[7] = Float8GetDatum(r->log_threshold);
+		values[8] = Float8GetDatum(r->p_value_side);
+		values[9] = Float8GetDatum(p_adj[j]);
+		values[10] = Int32GetDatum(k);
+		values[11] = BoolGetDatum(reject[j]);
+		owner_sql("UPDATE rl_mlops.agent_challengers SET champion = $3, state = $4, decisions = $5,"
+				  "       mean_difference = $6, log_lambda = $7, log_threshold = $8, p_value = $9,"
+				  "       p_value_holm = $10, family_size = $11, beats_champion = $12"
+				  " WHERE agent OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2",
+				  12, types, values, NULL);
+	}
+	return best;
+}
+
+/* Deploy a challenger that beats the champion, recording the evidence. */
+static void
+promote(const RlAgent *ag, const LiveVersion *champ, const LiveVersion *c)
+{
+	const RlSeqResult *r = &c->challenger_result;
+	StringInfoData js;
+	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID};
+	Datum		values[4];
+	char	   *reason;
+
+	initStringInfo(&js);
+	appendStringInfo(&js, "{\"rule\": \"paired always-valid test (mSPRT, tau2 %g), Holm over %d challenger(s): the challenger earns more per bar\","
+					 " \"statistic\": %.10g, \"threshold\": %.10g, \"p_value\": %.10g, \"p_value_holm\": %.10g,"
+					 " \"alpha\": %g, \"decisions\": " INT64_FORMAT ", \"mean_difference\": %.10g,"
+					 " \"challenger\": {\"version\": ",
+					 RL_SEQ_DEFAULT_TAU2, c->family_size, r->log_lambda, r->log_threshold, r->p_value_side,
+					 c->p_value_holm, ag->monitor_alpha, (int64) r->n, r->mean);
+	escape_json(&js, c->version);
+	appendStringInfo(&js, ", \"live_return\": %.10g, \"decisions\": " INT64_FORMAT "}, \"champion\": {\"version\": ",
+					 c->perf.total, (int64) c->perf.n);
+	escape_json(&js, champ->version);
+	appendStringInfo(&js, ", \"live_return\": %.10g, \"decisions\": " INT64_FORMAT "}}",
+					 champ->perf.total, (int64) champ->perf.n);
+	reason = psprintf("monitor(): challenger %s earns more than %s on " INT64_FORMAT " paired bars (Holm-adjusted p %.3g <= %g)",
+					  c->version, champ->version, (int64) r->n, c->p_value_holm, ag->monitor_alpha);
+	values[0] = CStringGetTextDatum(ag->name);
+	values[1] = CStringGetTextDatum(c->version);
+	values[2] = CStringGetTextDatum(reason);
+	values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(js.data));
+	owner_sql("SELECT rl_mlops._promote($1, $2, $3, $4)", 4, types, values, NULL);
+	ereport(LOG, (errmsg("rl_mlops: %s: promoted version %s of agent %s", reason, c->version, ag->name)));
+}
+
 /* Is an automatic rollback of the agent within its cooldown? */
 static bool
 in_cooldown(const RlAgent *ag)
@@ -979,6 +1161,7 @@ rl_monitor(PG_FUNCTION_ARGS)
 	RlSeqState st;
 	RlSeqResult r;
 	bool		compare;
+	bool		rolled_back = false;
 	TimestampTz newest = DT_NOBEGIN;
 	Pair	   *pairs;
 	Batch		ledger = {0};
@@ -1022,6 +1205,8 @@ rl_monitor(PG_FUNCTION_ARGS)
 		load_metrics(name, &v[i]);
 		if (v[0].predecessor != NULL && strcmp(v[i].version, v[0].predecessor) == 0)
 			pred = &v[i];
+		if (strcmp(v[i].role, "challenger") == 0)
+			load_challenger_test(ag, &v[0], &v[i], cxt);
 	}
 	symbols = n_versions > 0 ? live_symbols(ag, &v[0], &n_symbols, cxt) : NULL;
 	if (n_versions == 0)
@@ -1043,7 +1228,11 @@ rl_monitor(PG_FUNCTION_ARGS)
 			if (dec[i].n > 0)
 				newest = Max(newest, dec[i].ts[dec[i].n - 1]);
 		if (compare && dec[0].n > 0)
-			add_pairs(&st, &dec[0], &dec[pred - v]);
+			add_pairs(&st, &dec[0], &dec[pred - v], "the champion with its predecessor");
+		for (int i = 1; i < n_versions; i++)
+			if (v[i].challenger_test != NULL && dec[i].n > 0 && dec[0].n > 0)
+				add_pairs(v[i].challenger_test, &dec[i], &dec[0],
+						  psprintf("challenger %s with the champion", v[i].version));
 	}
 	write_batches(name, v, n_versions, symbols, n_symbols, pairs, &ledger, &late);
 
@@ -1069,8 +1258,35 @@ rl_monitor(PG_FUNCTION_ARGS)
 			else
 			{
 				auto_rollback(ag, &v[0], pred, &r);
+				rolled_back = true;
 				append_item(&actions, psprintf("auto_rollback from %s to %s", v[0].version, pred->version));
 			}
+		}
+	}
+	if (n_versions > 0)
+	{
+		int			best = test_challengers(ag, v, n_versions);
+
+		for (int i = 1; i < n_versions; i++)
+		{
+			if (!v[i].beats_champion)
+				continue;
+			if (i == best && rolled_back)
+				append_item(&alerts, psprintf("challenger %s beats the champion %s (Holm-adjusted p %.3g): not promoted in the call that rolled back",
+											  v[i].version, v[0].version, v[i].p_value_holm));
+			else if (i == best && ag->auto_promote && in_cooldown(ag))
+				append_item(&alerts, psprintf("challenger %s beats the champion %s (Holm-adjusted p %.3g; in rollback_cooldown)",
+											  v[i].version, v[0].version, v[i].p_value_holm));
+			else if (i == best && ag->auto_promote)
+			{
+				promote(ag, &v[0], &v[i]);
+				append_item(&actions, psprintf("promote %s over %s", v[i].version, v[0].version));
+			}
+			else
+				append_item(&alerts, psprintf("challenger %s beats the champion %s (Holm-adjusted p %.3g, statistic %.3f >= %.3f)%s",
+											  v[i].version, v[0].version, v[i].p_value_holm,
+											  v[i].challenger_result.log_lambda, v[i].challenger_result.log_threshold,
+											  ag->auto_promote ? "" : ": auto_promote is off, deploy it with rl_mlops.deploy_model()"));
 		}
 	}
 	if (n_versions > 0)
@@ -1121,7 +1337,7 @@ rl_monitor(PG_FUNCTION_ARGS)
 		appendStringInfo(&out, ", \"role\": \"%s\", \"decisions\": " INT64_FORMAT
 						 ", \"late_bars\": " INT64_FORMAT
 						 ", \"live_decisions\": " INT64_FORMAT ", \"live_return\": %.10g}",
-						 v[i].champion ? "champion" : "shadow", v[i].decisions,
+						 v[i].role, v[i].decisions,
 						 v[i].late_bars, (int64) v[i].perf.n, v[i].perf.total);
 	}
 	appendStringInfoString(&out, "]");

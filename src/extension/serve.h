@@ -29,6 +29,9 @@ typedef struct ServeModel
 	float	   *work;			/* RL_BACKTEST_WORK_FLOATS(&w.arch) floats */
 } ServeModel;
 
+/* Challengers beside the champion, at most (add_challenger refuses more). */
+#define RL_MAX_CHALLENGERS 8
+
 /* Register the relcache callback that drops cached weights; from _PG_init. */
 extern void rl_serve_init(void);
 
@@ -36,6 +39,8 @@ extern void rl_serve_init(void);
 extern ServeModel *rl_serve_active_model(const char *agent);
 extern ServeModel *rl_serve_version(const char *agent, const char *version);
 extern ServeModel *rl_serve_model_for_call(FunctionCallInfo fcinfo);
+extern ServeModel *rl_serve_decider(const char *agent, const char *symbol);
+extern double rl_serve_symbol_point(const char *symbol);
 
 /* Inputs of decide and the backtests (serve_inputs.c). */
 extern char *rl_serve_text_arg(FunctionCallInfo fcinfo, int argno, const char *name);

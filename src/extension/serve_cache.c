@@ -41,6 +41,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "common/hashfn.h"
 #include "utils/catcache.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -63,7 +64,16 @@ PG_FUNCTION_INFO_V1(rl_serving_cache);
 /* Bytes of an agent name: 63 characters of up to 4 bytes, plus the NUL. */
 #define SERVE_KEY_LEN RL_AGENT_NAME_BYTES
 
-/* An agent's cached active model. */
+/* An A/B challenger of an agent: it decides for its share of the symbols. */
+typedef struct ServeChallenger
+{
+	char	   *version;
+	double		share;
+	MemoryContext cxt;			/* owns version and model */
+	ServeModel *model;
+} ServeChallenger;
+
+/* An agent's cached active model, and its A/B challengers in slot order. */
 typedef struct ServeEntry
 {
 	char		agent[SERVE_KEY_LEN];	/* hash key */
@@ -74,6 +84,8 @@ typedef struct ServeEntry
 	ServeModel *model;			/* NULL: the agent has no active model */
 	int64		reads;			/* registry reads */
 	int64		loads;			/* checkpoints parsed */
+	int			n_ab;
+	ServeChallenger ab[RL_MAX_CHALLENGERS];
 } ServeEntry;
 
 /* One registry read, done as the extension owner. */
@@ -87,6 +99,10 @@ typedef struct RegistryRead
 	MemoryContext cxt;			/* where results go */
 	bool		has_model;		/* out: a model row was found */
 	ServeModel *model;			/* out: loaded, NULL if "cached" matched */
+	const ServeEntry *old;		/* challengers: reuse what this entry has */
+	bool		want_ab;		/* read the A/B challengers */
+	int			n_ab;			/* out: the A/B challengers */
+	ServeChallenger ab[RL_MAX_CHALLENGERS];
 } RegistryRead;
 
 /* What act, policy and value keep in fn_extra across the rows of a query. */
@@ -247,6 +263,99 @@ load_model(const char *version, Oid checkpoint, const char *sha256,
 	return m;
 }
 
+/* A/B challengers in slot order. */
+static int
+cmp_slot(const void *a, const void *b)
+{
+	int32		x = *(const int32 *) a;
+	int32		y = *(const int32 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * The agent's A/B challengers (traffic_share > 0, not removed), by slot,
+ * each with its model: the entry's own if the checkpoint is the same,
+ * else parsed into a context of its own.  Absent while a 0.1.0 schema
+ * waits for its update.
+ */
+static void
+read_ab_challengers(RegistryRead *rr)
+{
+	Oid			relid = get_relname_relid("agent_challengers", get_namespace_oid("rl_mlops", false));
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	struct
+	{
+		int32		slot;
+		char	   *version;
+		double		share;
+	}			rows[RL_MAX_CHALLENGERS];
+	int			n = 0;
+	bool		isnull;
+
+	if (!OidIsValid(relid))
+		return;
+	rel = table_open(relid, AccessShareLock);
+	rl_registry_text_key(&key, rel, "agent", rr->agent);
+	scan = systable_beginscan(rel, rl_registry_relid("agent_challengers_pkey"), true,
+							  GetActiveSnapshot(), 1, &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		double		share = DatumGetFloat8(rl_registry_column(rel, tup, "traffic_share", &isnull));
+
+		(void) rl_registry_column(rel, tup, "removed_at", &isnull);
+		if (!isnull || share <= 0 || n == RL_MAX_CHALLENGERS)
+			continue;
+		rows[n].slot = DatumGetInt32(rl_registry_column(rel, tup, "slot", &isnull));
+		rows[n].version = rl_registry_column_string(rel, tup, "version");
+		rows[n++].share = share;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	qsort(rows, n, sizeof(rows[0]), cmp_slot);
+
+	for (int i = 0; i < n; i++)
+	{
+		RegistryRead one = {0};
+		char	   *version = NULL;
+		Oid			checkpoint = InvalidOid;
+		char	   *sha256 = NULL;
+		ServeChallenger *c = &rr->ab[rr->n_ab];
+
+		one.agent = rr->agent;
+		one.version = rows[i].version;
+		one.cxt = CurrentMemoryContext;
+		if (!read_model_row(&one, &version, &checkpoint, &sha256))
+			continue;
+		c->share = rows[i].share;
+		c->cxt = NULL;
+		c->model = NULL;
+		for (int j = 0; rr->old != NULL && j < rr->old->n_ab; j++)
+		{
+			const ServeChallenger *o = &rr->old->ab[j];
+
+			if (o->model->checkpoint == checkpoint && strcmp(o->version, version) == 0 &&
+				strcmp(o->model->sha256, sha256) == 0)
+			{
+				c->cxt = o->cxt;
+				c->model = o->model;
+				c->version = o->version;
+			}
+		}
+		if (c->model == NULL)
+		{
+			c->cxt = AllocSetContextCreate(CurrentMemoryContext, "rl_mlops challenger",
+										   ALLOCSET_SMALL_SIZES);
+			c->model = load_model(version, checkpoint, sha256, c->cxt);
+			c->version = MemoryContextStrdup(c->cxt, version);
+		}
+		rr->n_ab++;
+	}
+}
+
 /*
  * The body of a registry read: the active (or the named) model row, then
  * the checkpoint unless the cached one is still it.  The agent's row is
@@ -277,6 +386,8 @@ registry_read_body(RegistryRead *rr)
 		strcmp(rr->cached->version, version) != 0 ||
 		strcmp(rr->cached->sha256, sha256) != 0)
 		rr->model = load_model(version, checkpoint, sha256, rr->cxt);
+	if (rr->want_ab)
+		read_ab_challengers(rr);
 }
 
 /*
@@ -339,6 +450,34 @@ serve_cache_init(void)
 }
 
 /*
+ * The entry takes the challengers just read: new models move under the
+ * cache, those no longer A/B challengers are freed.
+ */
+static void
+adopt_ab_challengers(ServeEntry *entry, RegistryRead *rr)
+{
+	for (int j = 0; j < entry->n_ab; j++)
+	{
+		bool		kept = false;
+
+		for (int i = 0; i < rr->n_ab; i++)
+			kept |= rr->ab[i].cxt == entry->ab[j].cxt;
+		if (!kept)
+			MemoryContextDelete(entry->ab[j].cxt);
+	}
+	for (int i = 0; i < rr->n_ab; i++)
+	{
+		if (MemoryContextGetParent(rr->ab[i].cxt) != serve_cxt)
+		{
+			MemoryContextSetParent(rr->ab[i].cxt, serve_cxt);
+			entry->loads++;
+		}
+		entry->ab[i] = rr->ab[i];
+	}
+	entry->n_ab = rr->n_ab;
+}
+
+/*
  * The agent's cache entry, up to date: re-read the registry if an
  * invalidation arrived since the entry was last read, and re-parse only if
  * the active version changed.  Errors leave the entry stale, never half
@@ -370,6 +509,8 @@ serve_entry(const char *agent)
 	rr.agent = agent;
 	rr.fresh = !IsInParallelMode();
 	rr.cached = entry != NULL ? entry->model : NULL;
+	rr.old = entry;
+	rr.want_ab = true;
 	rr.cxt = AllocSetContextCreate(CurrentMemoryContext, "rl_mlops model",
 								   ALLOCSET_SMALL_SIZES);
 	registry_read(&rr);
@@ -381,6 +522,7 @@ serve_entry(const char *agent)
 		entry->model = NULL;
 		entry->reads = 0;
 		entry->loads = 0;
+		entry->n_ab = 0;
 	}
 	entry->reads++;
 	if (!rr.has_model || rr.model != NULL)
@@ -400,6 +542,7 @@ serve_entry(const char *agent)
 	}
 	if (entry->cxt != rr.cxt)
 		MemoryContextDelete(rr.cxt);
+	adopt_ab_challengers(entry, &rr);
 	entry->checked_gen = gen;
 	entry->fresh = rr.fresh;
 	return entry;
@@ -413,6 +556,45 @@ rl_serve_active_model(const char *agent)
 
 	if (entry->model == NULL)
 		no_active_model(agent);
+	return entry->model;
+}
+
+/*
+ * Where a symbol falls in [0, 1): a stable hash of its bytes (the same in
+ * every backend and on standbys), for the A/B split.
+ */
+double
+rl_serve_symbol_point(const char *symbol)
+{
+	uint64		h = hash_bytes_extended((const unsigned char *) symbol, (int) strlen(symbol),
+										UINT64CONST(0x726c5f6d6c6f7073));
+
+	return (double) (h >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/*
+ * The model that decides for a symbol: the A/B challenger whose interval
+ * holds the symbol's point (intervals laid end to end from 0 in slot
+ * order, each as wide as its share), else the champion.
+ */
+ServeModel *
+rl_serve_decider(const char *agent, const char *symbol)
+{
+	ServeEntry *entry = serve_entry(agent);
+	double		point;
+	double		end = 0;
+
+	if (entry->model == NULL)
+		no_active_model(agent);
+	if (entry->n_ab == 0)
+		return entry->model;
+	point = rl_serve_symbol_point(symbol);
+	for (int i = 0; i < entry->n_ab; i++)
+	{
+		end += entry->ab[i].share;
+		if (point < end)
+			return entry->ab[i].model;
+	}
 	return entry->model;
 }
 
@@ -480,6 +662,14 @@ rl_serving_cache(PG_FUNCTION_ARGS)
 		values[4] = Int64GetDatum(entry->loads);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values,
 							 nulls);
+		/* its A/B challengers, one row each */
+		for (int i = 0; i < entry->n_ab; i++)
+		{
+			values[1] = CStringGetTextDatum(entry->ab[i].version);
+			nulls[1] = false;
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values,
+								 nulls);
+		}
 	}
 	return (Datum) 0;
 }

@@ -89,7 +89,7 @@ rl_decide(PG_FUNCTION_ARGS)
 						   w + 1, w, rows->n)));
 	s = rl_source_series(rows, symbol);
 	t = rows->n - 1;
-	m = rl_serve_active_model(agent);
+	m = rl_serve_decider(agent, symbol);
 	rl_serve_check_arch(m, ag);
 
 	if (replay)

@@ -63,7 +63,7 @@ extern void rl_run_register(const RunState *rs, const char *version,
 							bytea *checkpoint, double loss, const char *metrics);
 extern bool rl_run_record_check(const char *agent, const char *version,
 								const char *check, bool ok, const char *message);
-extern void rl_run_deploy(const RunState *rs, const char *version, const char *reason);
+extern bool rl_run_deploy(const RunState *rs, const char *version, const char *reason);
 extern void rl_run_finish(const RunState *rs, const char *state, const char *error,
 						  const char *version);
 

@@ -138,8 +138,13 @@ run_pipeline(RunState *rs, const RlRunRequest *req)
 
 	ereport(LOG, (errmsg("rl_mlops: Step 4: Deploying new model...")));
 	rl_run_set_state(rs->run_id, "deploying");
-	rl_run_deploy(rs, version, psprintf("retrain run " INT64_FORMAT " (%s; %s)",
-										rs->run_id, req->trigger, why));
+	if (!rl_run_deploy(rs, version, psprintf("retrain run " INT64_FORMAT " (%s; %s)",
+											 rs->run_id, req->trigger, why)))
+	{
+		ereport(LOG, (errmsg("rl_mlops: Retraining complete! New model %s is a challenger (deploy_mode challenger)",
+							 version)));
+		return;
+	}
 	ereport(LOG, (errmsg("rl_mlops: Deployed model version %s", version)));
 	ereport(LOG, (errmsg("rl_mlops: Retraining complete! New model %s deployed", version)));
 }

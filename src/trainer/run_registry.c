@@ -289,12 +289,14 @@ rl_run_record_check(const char *agent, const char *version, const char *check,
 }
 
 /*
- * Step 4: deploy the version and end the run 'succeeded', in one
- * transaction.
+ * Step 4: deploy the version (or, in deploy_mode 'challenger', add it as a
+ * challenger) and end the run 'succeeded', in one transaction.  Returns
+ * true if it was deployed.
  */
-void
+bool
 rl_run_deploy(const RunState *rs, const char *version, const char *reason)
 {
+	bool		deployed;
 	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[3];
 	const char *pause;
@@ -303,7 +305,8 @@ rl_run_deploy(const RunState *rs, const char *version, const char *reason)
 	values[1] = CStringGetTextDatum(version);
 	values[2] = CStringGetTextDatum(reason);
 	rl_run_xact_begin();
-	owner_sql("SELECT rl_mlops.deploy_model($1, $2, $3)", 3, types, values, NULL);
+	owner_sql("SELECT rl_mlops._deploy_trained($1, $2, $3)", 3, types, values, NULL);
+	deployed = strcmp(result_text(1), "deploy") == 0;
 	rl_run_finish(rs, "succeeded", NULL, version);
 	/* tests only: hold the deployment open while a test holds the lock */
 	pause = GetConfigOption("rl_mlops.test_pause_before_deploy_commit", true, false);
@@ -311,6 +314,7 @@ rl_run_deploy(const RunState *rs, const char *version, const char *reason)
 		owner_sql(psprintf("SELECT pg_catalog.pg_advisory_xact_lock(%d)", RL_TEST_PAUSE_LOCK),
 				  0, NULL, NULL, NULL);
 	rl_run_xact_commit();
+	return deployed;
 }
 
 /* Final state of the run, in the caller's transaction (as the owner). */

@@ -87,7 +87,8 @@ GRANT EXECUTE ON FUNCTION rl_mlops.schedule_retraining(text, integer, text),
                                              double precision, double precision, double precision, bigint,
                                              integer, integer, integer, boolean, integer, text,
                                              double precision, integer, boolean, double precision,
-                                             integer, double precision, interval, interval, integer, boolean)
+                                             integer, double precision, interval, interval, integer, boolean,
+                                             boolean, text, double precision)
    TO rl_test_nologin_ops;
 SET ROLE rl_test_nologin_ops;
 SELECT throws_ok($$SELECT rl_mlops.schedule_retraining('sched')$$, '28000',

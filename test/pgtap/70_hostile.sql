@@ -14,7 +14,7 @@
 \set ON_ERROR_STOP 1
 BEGIN;
 SET LOCAL client_min_messages = error;
-SELECT plan(253);
+SELECT plan(258);
 
 CREATE EXTENSION rl_mlops;
 \ir helpers/checkpoint.sql
@@ -312,7 +312,9 @@ INSERT INTO absurd (param, val) VALUES
     ('max_live_drawdown', '0'), ('max_live_drawdown', '11'), ('max_live_drawdown', '''NaN'''),
     ('stale_after', '''59 seconds'''), ('stale_after', '''2 years'''),
     ('rollback_cooldown', '''-1 minute'''), ('rollback_cooldown', '''2 years'''),
-    ('ledger_retention_days', '0'), ('ledger_retention_days', '36501');
+    ('ledger_retention_days', '0'), ('ledger_retention_days', '36501'),
+    ('deploy_mode', '''canary'''), ('deploy_mode', '''direct; DROP TABLE rl_test.bars'''),
+    ('challenger_share', '-0.01'), ('challenger_share', '1'), ('challenger_share', '''NaN''');
 
 SELECT is(pg_temp.violation(format('SELECT rl_mlops.configure(''cfg'', %s => %s)', a.param, a.val)),
           '23514 ' || (SELECT c.conname FROM pg_constraint c

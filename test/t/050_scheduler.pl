@@ -32,7 +32,7 @@ $node->safe_psql('postgres', q{
 	    double precision, double precision, integer, integer, double precision,
 	    double precision, double precision, bigint, integer, integer, integer, boolean,
 	    integer, text, double precision, integer, boolean, double precision, integer,
-	    double precision, interval, interval, integer, boolean) TO trader;
+	    double precision, interval, interval, integer, boolean, boolean, text, double precision) TO trader;
 	GRANT SELECT ON ALL TABLES IN SCHEMA rl_mlops TO trader;
 });
 

@@ -20,32 +20,10 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use RlMlops;
+use RlMlopsLive;
 
 my $node = new_cluster('monitor', conf => 'restart_after_crash = on');
 sql(q{CREATE EXTENSION rl_mlops});
-
-# Bars of one symbol: 1,500 before the current minute (to train on) and
-# the rest after it, kept aside to arrive one by one.  Models trained on
-# the first part, or imported now, go live on the second.
-sub market
-{
-	my ($table, $phi, $seed, $future) = @_;
-	sql(qq{
-		CREATE TABLE ${table}_all AS
-		SELECT * FROM rl_mlops.synthetic_bars(1, 1500 + $future, $phi, 0.01,
-		    date_trunc('minute', now()) - interval '1500 minutes', '1 minute', $seed);
-		CREATE TABLE $table AS SELECT * FROM ${table}_all WHERE ts < date_trunc('minute', now());
-		CREATE INDEX ON $table (symbol, ts);
-	});
-}
-
-# Let n more bars of a market arrive.
-sub arrive
-{
-	my ($table, $n) = @_;
-	sql(qq{INSERT INTO $table SELECT * FROM ${table}_all
-	        WHERE ts > (SELECT max(ts) FROM $table) ORDER BY ts LIMIT $n});
-}
 
 sub active { return sql(qq{SELECT version FROM rl_mlops.models WHERE agent = '$_[0]' AND state = 'active'}); }
 
@@ -98,27 +76,6 @@ is(sql(q{SELECT count(*) FROM rl_mlops.live_ledger l JOIN rl_mlops.live_late_bar
 #
 # 2. A bad model replaces the good one: rolled back on evidence.
 #
-# The champion's bytes with the short and long rows of its actor swapped:
-# it trades against what it learned.
-sub swapped_checkpoint
-{
-	my $agent = shift;
-	my $hex = sql(qq{SELECT encode(rl_mlops.export_model('$agent'), 'hex')});
-	my $bytes = pack('H*', $hex);
-	my $hlen = unpack('Q<', substr($bytes, 0, 8));
-	my $header = substr($bytes, 8, $hlen);
-	for my $t ('actor.weight', 'actor.bias')
-	{
-		my ($shape, $o1, $o2) = $header =~ /"\Q$t\E":\{[^}]*"shape":\[([^\]]*)\][^}]*"data_offsets":\[(\d+),(\d+)\]/
-		  or die "no $t in the header";
-		my $row = ($o2 - $o1) / 3;
-		my $base = 8 + $hlen + $o1;
-		my $short = substr($bytes, $base, $row);
-		substr($bytes, $base, $row) = substr($bytes, $base + 2 * $row, $row);
-		substr($bytes, $base + 2 * $row, $row) = $short;
-	}
-	return unpack('H*', $bytes);
-}
 my $r;
 my $bad_hex = swapped_checkpoint('ar');
 my $bad = sql(qq{SELECT rl_mlops.import_model('ar', decode('$bad_hex', 'hex'))});
@@ -127,26 +84,6 @@ sql(qq{SELECT rl_mlops.validate_model('ar', '$bad') IS NULL;
 is(active('ar'), $bad, '2. the bad model is deployed');
 like(sql(q{SELECT string_agg(version || ':' || role, ',' ORDER BY role) FROM rl_mlops._live_versions('ar')}),
 	qr/^\Q$bad\E:champion,\Q$good\E:shadow$/, '2. the replaced model is in shadow');
-# a bar at a time, a look after every bar, until monitor() acts
-sub bars_until
-{
-	my ($agent, $table, $max, $condition) = @_;
-	return sql(qq{
-		CREATE TEMP TABLE looks (n integer);
-		DO \$\$
-		DECLARE
-		    r jsonb;
-		BEGIN
-		    FOR i IN 1 .. $max LOOP
-		        INSERT INTO $table SELECT * FROM ${table}_all WHERE ts > (SELECT max(ts) FROM $table)
-		         ORDER BY ts LIMIT 1;
-		        r := rl_mlops.monitor('$agent');
-		        INSERT INTO looks VALUES (i);
-		        EXIT WHEN $condition;
-		    END LOOP;
-		END \$\$;
-		SELECT max(n) FROM looks});
-}
 my $bars = bars_until('ar', 'ar', 2000, q{jsonb_array_length(r -> 'actions') > 0});
 is(active('ar'), $good, "2. monitor() rolled back to the good model (after $bars bars of the bad one)");
 ok($bars >= 100 && $bars < 2000, "2. not before min_live_decisions (100) and within 2000 bars ($bars)");
@@ -327,7 +264,7 @@ my $state_q = q{
 	    || (SELECT string_agg(version || ':' || last_bar || ':' || position, ',' ORDER BY version)
 	          FROM rl_mlops.live_positions WHERE agent = 'ar')
 	    || (SELECT count(*) FROM rl_mlops.monitor_calls WHERE agent = 'ar')};
-my $state = sql($state_q);
+my $before_crash = sql($state_q);
 arrive('ar', 10);
 my $s3 = $node->background_psql('postgres', on_error_stop => 0);
 my $pid = $s3->query_safe('SELECT pg_backend_pid()');
@@ -336,7 +273,7 @@ my $logpos = -s $node->logfile;
 kill 'KILL', $pid;
 $s3->{run}->kill_kill;
 wait_crash_restart($node, $logpos);
-is(sql($state_q), $state, '5. after a crash before commit: ledger, totals, positions and calls as they were');
+is(sql($state_q), $before_crash, '5. after a crash before commit: ledger, totals, positions and calls as they were');
 like(sql($consistent_q), qr/^0 of [1-9]/, '5. ... and consistent');
 is(sql("SELECT $decided_q"), 20, '5. the next call evaluates the same 10 bars');
 like(sql($consistent_q), qr/^0 of [1-9]/, '5. ... consistently');

@@ -22,7 +22,7 @@ DECLARE
               ' double precision, integer, integer, double precision, double precision,'
               ' double precision, bigint, integer, integer, integer, boolean, integer,'
               ' text, double precision, integer, boolean, double precision, integer,'
-              ' double precision, interval, interval, integer, boolean)']];
+              ' double precision, interval, interval, integer, boolean, boolean, text, double precision)']];
     grantee regrole;
 BEGIN
     FOR i IN 1 .. pg_catalog.array_length(renamed, 1) LOOP
