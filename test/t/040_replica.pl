@@ -103,6 +103,23 @@ my $on_primary = $primary->safe_psql('postgres', $monitoring);
 like($on_primary, qr/^\d{4}-.* \d+$/, 'status() on the primary shows the monitor() call');
 is($s->query_safe($monitoring), $on_primary, 'status() and live_performance on the standby show the same');
 
+# an A/B challenger added on the primary: the standby's backends route the
+# symbols exactly as the primary's, from the replayed invalidation on
+my $routes = q{SELECT string_agg(s || '=' || (rl_mlops.decide('default', s)).version, ',' ORDER BY s)
+                 FROM (SELECT DISTINCT symbol AS s FROM bars) x};
+$primary->safe_psql('postgres', q{
+	INSERT INTO bars SELECT 'S' || lpad(k::text, 3, '0'), timestamptz '2024-01-01' + i * interval '1 day',
+	                        100 * exp(0.01 * sin(i * 0.3 + k))
+	  FROM generate_series(0, 99) AS k, generate_series(0, 59) AS i});
+$primary->safe_psql('postgres', "SELECT rl_mlops.add_challenger('default', '$v2', 0.5)");
+$primary->wait_for_catchup($standby);
+my $on_primary_routes = $primary->safe_psql('postgres', $routes);
+like($on_primary_routes, qr/=\Q$v2\E.*=\Q$v1\E|=\Q$v1\E.*=\Q$v2\E/, 'a challenger at 0.5 decides for some symbols on the primary');
+is($s->query_safe($routes), $on_primary_routes, 'the standby session routes every symbol as the primary');
+$primary->safe_psql('postgres', "SELECT rl_mlops.remove_challenger('default', '$v2')");
+$primary->wait_for_catchup($standby);
+unlike($s->query_safe($routes), qr/\Q$v2\E/, 'removed on the primary: the standby serves the champion only');
+
 $s->quit;
 $standby->stop;
 $primary->stop;

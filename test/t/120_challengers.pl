@@ -138,8 +138,12 @@ sql(qq{SELECT rl_mlops.validate_model('ch', '$bad') IS NULL;
        SELECT rl_mlops.configure('ch', auto_rollback => false, probation_days => 0) IS NULL;
        SELECT rl_mlops.deploy_model('ch', '$bad', 'a bad champion') IS NULL;
        SELECT rl_mlops.add_challenger('ch', '$good', 0) IS NULL});
-is(sql(q{SELECT string_agg(version || ':' || role, ',' ORDER BY role) FROM rl_mlops._live_versions('ch')}),
-	"$good:challenger,$bad:champion", '3. the bad champion and the good challenger are live');
+# a second challenger with no edge: a copy of the champion
+my $twin = copy_of_champion('ch');
+sql(qq{SELECT rl_mlops.add_challenger('ch', '$twin', 0) IS NULL});
+is(sql(q{SELECT string_agg(version || ':' || role, ',' ORDER BY role, version) FROM rl_mlops._live_versions('ch')}),
+	join(',', map { "$_:challenger" } sort($good, $twin)) . ",$bad:champion",
+	'3. the bad champion and two challengers are live');
 my $bars = bars_until('ch', 'ch', 1500, q{r::text LIKE '%beats the champion%'});
 my $flag = sql(q{SELECT result FROM rl_mlops.monitor_calls WHERE agent = 'ch' ORDER BY id DESC LIMIT 1});
 like($flag, qr/challenger \Q$good\E beats the champion \Q$bad\E \(Holm-adjusted p [^)]*\): auto_promote is off/,
@@ -147,9 +151,11 @@ like($flag, qr/challenger \Q$good\E beats the champion \Q$bad\E \(Holm-adjusted 
 like($flag, qr/"actions": \[\]/, '3. ... and no action');
 is(active('ch'), $bad, '3. ... the champion stays');
 ok($bars >= 100 && $bars < 1500, "3. not before min_live_decisions (100) ($bars)");
-is(sql(qq{SELECT beats_champion || ' ' || family_size || ' ' || (p_value_holm >= p_value)
-            FROM rl_mlops.challengers WHERE agent = 'ch' AND version = '$good'}), 'true 1 true',
-	'3. the view says so, with the family size and the Holm-adjusted p-value');
+is(sql(qq{SELECT beats_champion || ' ' || family_size || ' ' || (abs(p_value_holm - least(1, 2 * p_value)) < 1e-12)
+            FROM rl_mlops.challengers WHERE agent = 'ch' AND version = '$good'}), 'true 2 true',
+	'3. the view says so, with the family size (2) and the Holm-adjusted p-value (2 p, the smaller of two)');
+is(sql(qq{SELECT beats_champion || ' ' || p_value FROM rl_mlops.challengers WHERE agent = 'ch' AND version = '$twin'}),
+	'false 1', '3. the copy of the champion does not beat it (p 1)');
 like(sql(q{SELECT rl_mlops.status('ch') -> 'status' -> 'monitoring' -> 'challengers'}), qr/"beats_champion": true/,
 	'3. status() lists the challenger');
 my $s2 = $node->background_psql('postgres');
@@ -164,7 +170,9 @@ is($action, 'promote', '3. a deployment with action promote');
 like($details, qr/"challenger": \{"version": "\Q$good\E", "decisions": \d+, "live_return": [\d.e-]+\}/,
 	'3. ... with the evidence in details: both versions\' live returns');
 like($details, qr/"threshold": 4\.60517.*"p_value_holm": [\d.e-]+/, '3. ... the threshold and the Holm-adjusted p-value');
-is(sql(q{SELECT count(*) FROM rl_mlops.challengers WHERE agent = 'ch'}), '0', '3. no longer a challenger');
+is(sql(q{SELECT string_agg(version, ',') FROM rl_mlops.challengers WHERE agent = 'ch'}), $twin,
+	'3. the promoted version is no longer a challenger; the other one stays');
+sql(qq{SELECT rl_mlops.remove_challenger('ch', '$twin')});
 like($s2->query_safe(q{SELECT (rl_mlops.decide('ch', 'SYM001')).version}), qr/^\Q$good\E$/,
 	'3. another backend decides with the promoted version');
 $s2->quit;
