@@ -41,6 +41,10 @@ ALTER TABLE rl_mlops.runs
 
 -- Deployments made by monitor() and why (the test's statistic and inputs).
 ALTER TABLE rl_mlops.deployments ADD COLUMN IF NOT EXISTS details jsonb;
+-- Which deployment replaced a version, and when: its probation (the
+-- monitored versions, retention, live_performance's role).
+CREATE INDEX IF NOT EXISTS deployments_agent_previous
+    ON rl_mlops.deployments (agent, previous_version, deployed_at);
 ALTER TABLE rl_mlops.deployments
     DROP CONSTRAINT IF EXISTS deployments_action_check,
     ADD CONSTRAINT deployments_action_check
