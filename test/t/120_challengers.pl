@@ -178,6 +178,21 @@ like($s2->query_safe(q{SELECT (rl_mlops.decide('ch', 'SYM001')).version}), qr/^\
 $s2->quit;
 like(slurp_file($node->logfile), qr/rl_mlops: monitor\(\): challenger \Q$good\E earns more than \Q$bad\E/,
 	'3. the log says so');
+# retention keeps a challenger; once removed, its ledger rows outlive it
+sql(qq{SELECT rl_mlops.add_challenger('ch', '$bad') IS NULL;
+       SELECT rl_mlops.configure('ch', retention_days => 0, keep_min => 1) IS NULL;
+       SELECT rl_mlops.cleanup_old_models('ch') IS NULL});
+is(sql(qq{SELECT state FROM rl_mlops.models WHERE agent = 'ch' AND version = '$bad'}), 'archived',
+	'3. retention keeps an archived version while it is a challenger');
+my $ledger_rows = sql(qq{SELECT count(*) FROM rl_mlops.live_ledger WHERE agent = 'ch' AND version = '$bad'});
+ok($ledger_rows > 100, "3. it has ledger rows ($ledger_rows)");
+sql(qq{SELECT rl_mlops.remove_challenger('ch', '$bad');
+       SELECT rl_mlops.cleanup_old_models('ch') IS NULL});
+is(sql(qq{SELECT count(*) FROM rl_mlops.models WHERE agent = 'ch' AND version = '$bad'}), '0',
+	'3. removed, it goes at the next cleanup');
+is(sql(qq{SELECT count(*) FROM rl_mlops.live_ledger WHERE agent = 'ch' AND version = '$bad'}), $ledger_rows,
+	'3. ... its ledger rows stay until the ledger\'s own retention');
+sql(q{SELECT rl_mlops.configure('ch', retention_days => 30, keep_min => 3) IS NULL});
 integrity_ok($node, '3. promotion', 'ch');
 
 #
