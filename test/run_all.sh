@@ -19,6 +19,7 @@ fi
 work=$(mktemp -d /tmp/rl_mlops_test.XXXXXX)
 cp -r "$src/sql" "$src/expected" "$src/test" "$src/src" "$work/"
 [ -d "$src/bench" ] && cp -r "$src/bench" "$work/"
+[ -d "$src/tools" ] && cp -r "$src/tools" "$work/"
 chown -R "$user" "$work"
 
 passed=0

@@ -14,6 +14,10 @@ libipc-run-perl
 libtorch-dev
 libopenblas0-openmp
 python3-torch
+prometheus
+prometheus-postgres-exporter
+chromium
+libjs-chart.js
 "
 
 missing=""
