@@ -47,7 +47,11 @@ UPGRADES = $(patsubst $(srcdir)/sql/upgrade/%,sql/rl_mlops--%.sql,\
 	$(wildcard $(srcdir)/sql/upgrade/*--$(EXTVERSION)))
 DATA = $(filter-out sql/rl_mlops--$(EXTVERSION).sql $(UPGRADES),\
 	$(wildcard sql/rl_mlops--*.sql))
-DATA_built = sql/rl_mlops--$(EXTVERSION).sql $(UPGRADES)
+DATA_built = sql/rl_mlops--$(EXTVERSION).sql $(UPGRADES) rl_mlops_chart.min.js
+
+# The dashboard inlines Chart.js from Debian's libjs-chart.js (make deps),
+# installed beside the SQL files: the page fetches nothing.
+CHART_JS = /usr/share/javascript/chart.js/chart.min.js
 
 # PGXS would run clang over the torch headers to emit bitcode: do not.
 override with_llvm = no
@@ -85,6 +89,9 @@ $(OBJS) $(TRAINER_OBJS): $(wildcard $(srcdir)/src/*/*.h)
 
 sql/rl_mlops--$(EXTVERSION).sql: $(INSTALL_PARTS)
 	cat $(INSTALL_PARTS) > $@
+
+rl_mlops_chart.min.js: $(CHART_JS)
+	cp $(CHART_JS) $@
 
 sql/rl_mlops--%--$(EXTVERSION).sql: sql/upgrade/%--$(EXTVERSION)/before.sql \
 		sql/upgrade/%--$(EXTVERSION)/after.sql $(INSTALL_PARTS)
