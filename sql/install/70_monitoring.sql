@@ -115,6 +115,8 @@ CREATE TABLE IF NOT EXISTS rl_mlops.live_metrics (
     market_decisions bigint NOT NULL DEFAULT 0,  -- the market's r_{t+1} on the same bars:
     market_mean double precision NOT NULL DEFAULT 0,
     market_m2 double precision NOT NULL DEFAULT 0,
+    market_m3 double precision NOT NULL DEFAULT 0,   -- third and fourth central moment sums:
+    market_m4 double precision NOT NULL DEFAULT 0,   -- the kurtosis the drift test allows for
     drift_statistic double precision,  -- log(live variance / training sigma^2)
     drift_p_value double precision,
     drift_detected_at timestamptz,     -- when drift was last significant
@@ -230,8 +232,12 @@ SELECT lm.agent, lm.version,
        m.sigma AS training_sigma, lm.drift_statistic, lm.drift_p_value, lm.drift_detected_at
   FROM rl_mlops.live_metrics lm
   JOIN rl_mlops.models m ON m.agent = lm.agent AND m.version = lm.version
+  -- the comparison of the champion's latest deployment (a version deployed
+  -- again has one per deployment it made against another predecessor)
   LEFT JOIN rl_mlops.live_comparisons c
          ON c.agent = lm.agent AND c.champion = lm.version AND m.state = 'active'
+        AND c.deployment_id = (SELECT max(d.id) FROM rl_mlops.deployments d
+                                WHERE d.agent = lm.agent AND d.version = lm.version)
  ORDER BY lm.agent, role, lm.version;
 
 -- The challengers of each agent, their live metrics beside the

@@ -56,12 +56,23 @@ AS $$
             SELECT jsonb_agg(jsonb_build_array(round(extract(epoch FROM ts) * 1000),
                                                round(eq::numeric, 6)) ORDER BY ts)
               FROM market WHERE i % greatest(1, n / 1500) = 0 OR i = n OR i = 1), '[]'),
+        -- where each version became champion, in bar time (the ledger's
+        -- role), matched with its deployments from the newest back (the
+        -- ledger may have lost the oldest to retention)
         'markers', coalesce((
-            SELECT jsonb_agg(jsonb_build_object('t', round(extract(epoch FROM d.deployed_at) * 1000),
-                                                'action', d.action, 'version', d.version,
-                                                'previous', d.previous_version, 'reason', d.reason)
-                             ORDER BY d.id)
-              FROM rl_mlops.deployments d WHERE d.agent = a.name), '[]'),
+            SELECT jsonb_agg(jsonb_build_object('t', round(extract(epoch FROM b.ts) * 1000),
+                                                'action', coalesce(d.action, 'deploy'), 'version', b.version,
+                                                'previous', d.previous_version) ORDER BY b.ts)
+              FROM (SELECT version, ts, row_number() OVER (PARTITION BY version ORDER BY ts DESC) AS k
+                      FROM (SELECT version, ts, role,
+                                   lag(role) OVER (PARTITION BY version ORDER BY ts) AS before
+                              FROM (SELECT DISTINCT l.version, l.ts, l.role FROM rl_mlops.live_ledger l
+                                     WHERE l.agent = a.name) x) y
+                     WHERE role = 'champion' AND before IS DISTINCT FROM 'champion') b
+              LEFT JOIN (SELECT x.*, row_number() OVER (PARTITION BY x.version ORDER BY x.id DESC) AS k
+                           FROM rl_mlops.deployments x WHERE x.agent = a.name) d
+                     ON d.version = b.version AND d.k = b.k), '[]'),
+        'ledger_retention_days', a.ledger_retention_days,
         'versions', coalesce((
             SELECT jsonb_agg(jsonb_build_object(
                        'version', m.version, 'state', m.state, 'origin', m.origin,
@@ -233,9 +244,7 @@ function agentSection(a, root) {
       borderDash: e.role === "shadow" || e.role === "retired" ? [4, 3] : []}));
     if (a.buy_hold.length > 0)
       ds.push({label: "buy and hold", data: a.buy_hold.map(p => ({x: p[0], y: p[1]})), borderColor: "#999", borderWidth: 1, pointRadius: 0, borderDash: [2, 2]});
-    const xs = withPoints.flatMap(e => e.points.map(p => p[0]));
-    const lo = Math.min(...xs), hi = Math.max(...xs);
-    const marks = a.markers.filter(m => m.t >= lo && m.t <= hi);
+    const marks = a.markers;
     if (marks.length > 0)
       ds.push({type: "scatter", label: "deploy / rollback / promote", data: marks.map(m => ({x: m.t, y: 0, m: m})),
                pointStyle: "triangle", pointRadius: 7, backgroundColor: marks.map(m => MARKER_COLORS[m.action] || "#000")});
@@ -244,7 +253,7 @@ function agentSection(a, root) {
         tooltip: {callbacks: {label: c => c.raw.m ? c.raw.m.action + " " + c.raw.m.version + (c.raw.m.previous ? " (from " + c.raw.m.previous + ")" : "")
                                                  : c.dataset.label + ": " + num(c.raw.y, 4)}}},
       scales: {x: timeAxis("bar time (UTC)"), y: {title: {display: true, text: "log return (sum over symbols)"}}}}});
-    eq.appendChild(el("p", {"class": "note"}, "Markers on the zero line: deployments (blue), rollbacks (orange), automatic rollbacks (red), promotions (green). A decision at bar t earns the return to bar t+1."));
+    eq.appendChild(el("p", {"class": "note"}, "Markers on the zero line: the bar from which a version was champion, by how it got there: deployment (blue), rollback (orange), automatic rollback (red), promotion (green). A decision at bar t earns the return to bar t+1. The ledger keeps the last " + a.ledger_retention_days + " days of bars (ledger_retention_days); live_performance's totals cover every bar."));
   }
 
   // 2. Version timeline: holdout and live Sharpe.

@@ -73,7 +73,9 @@ typedef struct LiveVersion
 	TimestampTz last_bar;
 	int64		market_n;		/* the market's r_{t+1} on the bars traded */
 	double		market_mean;
-	double		market_m2;
+	double		market_m2;		/* central moment sums (Welford, Terriberry) */
+	double		market_m3;
+	double		market_m4;
 	int64		train_decisions;	/* of its training data, 0 if unknown */
 	bool		drifted;		/* the drift test is significant now */
 	double		drift_p;
@@ -173,7 +175,7 @@ load_metrics(const char *agent, LiveVersion *v)
 	}
 	if (owner_sql("SELECT decisions, mean_return, m2_return, total_return, buy_hold_return,"
 				  "       abs_position_changes, max_drawdown, equity, peak_equity, hits, since, last_bar,"
-				  "       market_decisions, market_mean, market_m2"
+				  "       market_decisions, market_mean, market_m2, market_m3, market_m4"
 				  "  FROM rl_mlops.live_metrics"
 				  " WHERE agent OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2",
 				  2, types, values, NULL) == 0)
@@ -200,6 +202,8 @@ load_metrics(const char *agent, LiveVersion *v)
 	v->market_n = DatumGetInt64(SPI_getbinval(t, d, 13, &isnull));
 	v->market_mean = DatumGetFloat8(SPI_getbinval(t, d, 14, &isnull));
 	v->market_m2 = DatumGetFloat8(SPI_getbinval(t, d, 15, &isnull));
+	v->market_m3 = DatumGetFloat8(SPI_getbinval(t, d, 16, &isnull));
+	v->market_m4 = DatumGetFloat8(SPI_getbinval(t, d, 17, &isnull));
 }
 
 /*
@@ -264,6 +268,29 @@ array_of(const void *data, int64 n, Oid elemtype)
 			TimestampTzGetDatum(((const TimestampTz *) data)[i]);
 	get_typlenbyvalalign(elemtype, &len, &byval, &align);
 	return PointerGetDatum(construct_array(elems, (int) n, elemtype, len, byval, align));
+}
+
+/*
+ * One more market return on the bars a version traded: running mean and
+ * central moment sums up to the fourth (Terriberry's one-pass update), for
+ * the drift test's variance and kurtosis.
+ */
+static void
+add_market_return(LiveVersion *v, double x)
+{
+	double		n1 = (double) v->market_n;
+	double		n = n1 + 1;
+	double		delta = x - v->market_mean;
+	double		delta_n = delta / n;
+	double		delta_n2 = delta_n * delta_n;
+	double		term1 = delta * delta_n * n1;
+
+	v->market_n++;
+	v->market_mean += delta_n;
+	v->market_m4 += term1 * delta_n2 * (n * n - 3 * n + 3) + 6 * delta_n2 * v->market_m2 -
+		4 * delta_n * v->market_m3;
+	v->market_m3 += term1 * delta_n * (n - 2) - 3 * delta_n * v->market_m2;
+	v->market_m2 += term1;
 }
 
 /* Where one version stands on one symbol. */
@@ -472,7 +499,6 @@ trade_symbol(const RlAgent *ag, LiveVersion *v, int n_versions, Pair *pairs,
 		{
 			int32		next;
 			double		r_next = s.returns[t + 1];
-			double		delta;
 
 			rl_serve_check_env(rl_env_observation(&s, w, ag->arch.n_features, v[i].model->sigma,
 												  t, pos, obs, err), err);
@@ -482,10 +508,7 @@ trade_symbol(const RlAgent *ag, LiveVersion *v, int n_versions, Pair *pairs,
 			d->position[d->n] = next;
 			d->net[d->n] = rl_env_net_return(next, pos, r_next, ag->cost);
 			rl_perf_add(&v[i].perf, d->net[d->n], r_next, next - pos);
-			delta = r_next - v[i].market_mean;
-			v[i].market_n++;
-			v[i].market_mean += delta / (double) v[i].market_n;
-			v[i].market_m2 += delta * (r_next - v[i].market_mean);
+			add_market_return(&v[i], r_next);
 			if (v[i].gaps_n == v[i].gaps_cap)
 			{
 				v[i].gaps_cap = Max(64, 2 * v[i].gaps_cap);
@@ -717,20 +740,26 @@ write_batches(const char *agent, const LiveVersion *v, int n_versions, char **sy
 /*
  * Drift of the market since training: the live bars' log-return variance
  * against the training returns' (the checkpoint's sigma).  Two-sample test
- * of the log variance ratio, normal approximation: var(log F) is about
- * 2/(n1 - 1) + 2/(n2 - 1) (the training count unknown for an imported
- * model: its sigma taken as exact).  Returns the p-value; *stat gets
- * log(s^2 / sigma^2).
+ * of the log variance ratio, normal approximation: var(log s^2) is about
+ * (kappa - 1) / (n - 1) for returns of kurtosis kappa (2 / (n - 1) for
+ * normal ones; fat tails make it several times larger), kappa taken from
+ * the live returns for both samples (the training count unknown for an
+ * imported model: its sigma taken as exact).  Volatility clustering is not
+ * corrected for: with it the test still rejects too often (README).
+ * Returns the p-value; *stat gets log(s^2 / sigma^2).
  */
 static double
 drift_test(const LiveVersion *v, double *stat)
 {
 	double		var = v->market_m2 / (double) (v->market_n - 1);
-	double		se2 = 2.0 / (double) (v->market_n - 1) +
-		(v->train_decisions > 1 ? 2.0 / (double) (v->train_decisions - 1) : 0.0);
+	double		kurtosis = v->market_m2 > 0 ?
+		(double) v->market_n * v->market_m4 / (v->market_m2 * v->market_m2) : 3.0;
+	double		k1 = Max(kurtosis - 1.0, 0.0);
+	double		se2 = k1 / (double) (v->market_n - 1) +
+		(v->train_decisions > 1 ? k1 / (double) (v->train_decisions - 1) : 0.0);
 	double		sigma = v->model->sigma;
 
-	if (var <= 0 || sigma <= 0)
+	if (var <= 0 || sigma <= 0 || se2 <= 0)
 	{
 		*stat = 0;
 		return 1.0;
@@ -743,12 +772,12 @@ drift_test(const LiveVersion *v, double *stat)
 static void
 save_metrics(const RlAgent *ag, LiveVersion *v)
 {
-	Oid			types[20] = {TEXTOID, TEXTOID, INT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID,
+	Oid			types[22] = {TEXTOID, TEXTOID, INT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID,
 		FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, INT8OID,
 		TIMESTAMPTZOID, TIMESTAMPTZOID, FLOAT8OID, INT8OID, FLOAT8OID, FLOAT8OID,
-	FLOAT8OID, FLOAT8OID};
-	Datum		values[20];
-	char		nulls[20];
+	FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID};
+	Datum		values[22];
+	char		nulls[22];
 	RlBacktestSummary sum;
 	double		ppy = 0;
 	double		drift_stat = 0;
@@ -788,16 +817,19 @@ save_metrics(const RlAgent *ag, LiveVersion *v)
 		nulls[18] = nulls[19] = 'n';
 	values[18] = Float8GetDatum(drift_stat);
 	values[19] = Float8GetDatum(drift_p);
+	values[20] = Float8GetDatum(v->market_m3);
+	values[21] = Float8GetDatum(v->market_m4);
 	v->drifted = v->market_n >= ag->min_live_decisions && drift_p < ag->monitor_alpha;
 	v->drift_p = drift_p;
 	v->drift_stat = drift_stat;
 	owner_sql("INSERT INTO rl_mlops.live_metrics AS m (agent, version, decisions, mean_return,"
 			  "       m2_return, total_return, buy_hold_return, abs_position_changes, max_drawdown,"
 			  "       equity, peak_equity, hits, since, last_bar, sharpe, market_decisions,"
-			  "       market_mean, market_m2, drift_statistic, drift_p_value, drift_detected_at)"
+			  "       market_mean, market_m2, drift_statistic, drift_p_value, drift_detected_at,"
+			  "       market_m3, market_m4)"
 			  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
 			  "         $16, $17, $18, $19, $20,"
-			  "         NULL)"
+			  "         NULL, $21, $22)"
 			  " ON CONFLICT (agent, version) DO UPDATE SET"
 			  "   decisions = EXCLUDED.decisions, mean_return = EXCLUDED.mean_return,"
 			  "   m2_return = EXCLUDED.m2_return, total_return = EXCLUDED.total_return,"
@@ -808,9 +840,10 @@ save_metrics(const RlAgent *ag, LiveVersion *v)
 			  "   since = EXCLUDED.since, last_bar = EXCLUDED.last_bar,"
 			  "   sharpe = COALESCE(EXCLUDED.sharpe, m.sharpe),"
 			  "   market_decisions = EXCLUDED.market_decisions, market_mean = EXCLUDED.market_mean,"
-			  "   market_m2 = EXCLUDED.market_m2, drift_statistic = EXCLUDED.drift_statistic,"
+			  "   market_m2 = EXCLUDED.market_m2, market_m3 = EXCLUDED.market_m3,"
+			  "   market_m4 = EXCLUDED.market_m4, drift_statistic = EXCLUDED.drift_statistic,"
 			  "   drift_p_value = EXCLUDED.drift_p_value",
-			  20, types, values, nulls);
+			  22, types, values, nulls);
 	if (v->drifted)
 	{
 		Oid			t2[2] = {TEXTOID, TEXTOID};

@@ -169,6 +169,14 @@ like($r, qr/drift: the live volatility of the market is [\d.]+ times the trainin
 like($r, qr/"actions": \[\]/, '3b. ... an alert, not an action');
 is(sql(q{SELECT drift_p_value < 0.01 AND live_volatility > 2 * training_sigma FROM rl_mlops.live_performance WHERE agent = 'dr'}),
 	't', '3b. live_performance shows the drift test and both volatilities');
+# the running moments the test's kurtosis comes from, against the ledger's
+# market returns (one symbol: the rows of a version are its bars)
+is(sql(q{SELECT abs(m.market_decisions * m.market_m4 / (m.market_m2 * m.market_m2)
+                    - (SELECT avg((x - mu) ^ 4) / avg((x - mu) ^ 2) ^ 2
+                         FROM (SELECT buy_hold_return AS x, avg(buy_hold_return) OVER () AS mu
+                                 FROM rl_mlops.live_ledger l WHERE l.agent = m.agent AND l.version = m.version) y)) < 1e-6
+           FROM rl_mlops.live_metrics m WHERE m.agent = 'dr'}),
+	't', '3b. the running kurtosis of the market returns equals the ledger\'s');
 my $decision = sql(q{SELECT rl_mlops.retrain_if_due('dr')});
 like($decision, qr/"started": true/, '3b. with retrain_on_drift, retrain_if_due() retrains early');
 like($decision, qr/"reason": "drift since the last retrain"/, '3b. ... and says why');
@@ -278,6 +286,8 @@ like(sql($consistent_q), qr/^0 of [1-9]/, '5. ... and consistent');
 is(sql("SELECT $decided_q"), 20, '5. the next call evaluates the same 10 bars');
 like(sql($consistent_q), qr/^0 of [1-9]/, '5. ... consistently');
 integrity_ok($node, '5. concurrency and crashes');
+is(sql(q{SELECT count(*) - count(DISTINCT (agent, version)) FROM rl_mlops.live_performance}), '0',
+	'live_performance has one row per version, also for a champion deployed again after a rollback');
 
 $node->stop;
 done_testing();

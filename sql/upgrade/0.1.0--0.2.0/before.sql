@@ -15,3 +15,9 @@ UPDATE rl_mlops.runs
 -- _cron_job_name(agent) gains a kind ('retrain' or 'monitor', default
 -- 'retrain'): the one-argument version would make its calls ambiguous.
 DROP FUNCTION rl_mlops._cron_job_name(text);
+
+-- synthetic_bars() gains volatility clustering and fat tails (three
+-- arguments with defaults): the seven-argument version would make every
+-- call ambiguous.  It is executable by PUBLIC in both versions.
+DROP FUNCTION rl_mlops.synthetic_bars(integer, integer, double precision, double precision,
+                                      timestamptz, interval, double precision);
