@@ -615,16 +615,14 @@ BEGIN
 END
 $$;
 
--- Make a version the active one: archive the current one, record the
--- deployment, drop serving caches at commit, then apply retention.  The
--- caller holds the agent's lock; the version is checked again right here.
-CREATE OR REPLACE FUNCTION rl_mlops._activate(a rl_mlops.agents, m rl_mlops.models, p_action text, p_reason text)
-RETURNS text
+-- A version may serve (be deployed, or become a challenger) only if it
+-- was validated and its large object still passes validation now.
+CREATE OR REPLACE FUNCTION rl_mlops._check_servable(a rl_mlops.agents, m rl_mlops.models)
+RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    current_version text;
     recheck jsonb;
 BEGIN
     IF m.state = 'registered' THEN
@@ -645,6 +643,21 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = rl_mlops._failed_checks(recheck);
     END IF;
+END
+$$;
+
+-- Make a version the active one: archive the current one, record the
+-- deployment, drop serving caches at commit, then apply retention.  The
+-- caller holds the agent's lock; the version is checked again right here.
+CREATE OR REPLACE FUNCTION rl_mlops._activate(a rl_mlops.agents, m rl_mlops.models, p_action text, p_reason text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current_version text;
+BEGIN
+    PERFORM rl_mlops._check_servable(a, m);
 
     SELECT version INTO current_version FROM rl_mlops.models
      WHERE agent = a.name AND state = 'active';
@@ -1031,6 +1044,7 @@ REVOKE ALL ON FUNCTION
     rl_mlops._check_agent_source(regclass, regrole, name, name, name, name, integer),
     rl_mlops._insert_agent(text, regclass, name, name, name, name, integer, integer, integer),
     rl_mlops._activate(rl_mlops.agents, rl_mlops.models, text, text),
+    rl_mlops._check_servable(rl_mlops.agents, rl_mlops.models),
     rl_mlops.create_agent(text, regclass, name, name, name, name, integer, integer, integer),
     rl_mlops.configure(text, integer, integer, interval, double precision, integer,
                        double precision, double precision, double precision, double precision,

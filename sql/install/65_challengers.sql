@@ -64,7 +64,6 @@ DECLARE
     m rl_mlops.models := rl_mlops._model(add_challenger.agent, add_challenger.version);
     others integer;
     others_share double precision;
-    recheck jsonb;
 BEGIN
     IF traffic_share IS NULL OR traffic_share = 'NaN' OR traffic_share < 0 OR traffic_share >= 1 THEN
         RAISE EXCEPTION 'traffic_share must be at least 0 and less than 1'
@@ -76,22 +75,8 @@ BEGIN
         RAISE EXCEPTION 'model version "%" of agent "%" is the champion', m.version, a.name
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'A challenger is a validated version beside the active one.';
-    ELSIF m.state = 'registered' THEN
-        RAISE EXCEPTION 'model version "%" of agent "%" has not been validated', m.version, a.name
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = format('Run rl_mlops.validate_model(%L, %L) first.', a.name, m.version);
-    ELSIF m.state = 'rejected' THEN
-        RAISE EXCEPTION 'model version "%" of agent "%" was rejected by validation', m.version, a.name
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = coalesce(rl_mlops._failed_checks(m.validation), 'No validation recorded.');
     END IF;
-    recheck := rl_mlops._validate_checkpoint(m.checkpoint, m.sha256, a.window_size,
-                                             a.n_features, a.hidden_size);
-    IF NOT (recheck ->> 'ok')::boolean THEN
-        RAISE EXCEPTION 'model version "%" of agent "%" no longer passes validation', m.version, a.name
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = rl_mlops._failed_checks(recheck);
-    END IF;
+    PERFORM rl_mlops._check_servable(a, m);
 
     SELECT count(*), coalesce(sum(c.traffic_share), 0) INTO others, others_share
       FROM rl_mlops.agent_challengers c
@@ -172,27 +157,8 @@ BEGIN
 END
 $$;
 
--- Deploy a challenger on the evidence monitor() found (as the owner).
-CREATE OR REPLACE FUNCTION rl_mlops._promote(p_agent text, p_version text, p_reason text,
-                                             p_details jsonb)
-RETURNS text
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    a rl_mlops.agents := rl_mlops._lock_agent(p_agent);
-    m rl_mlops.models := rl_mlops._model(p_agent, p_version);
-BEGIN
-    PERFORM rl_mlops._activate(a, m, 'promote', p_reason);
-    UPDATE rl_mlops.deployments SET details = p_details
-     WHERE id = (SELECT max(id) FROM rl_mlops.deployments WHERE agent = p_agent);
-    RETURN p_version;
-END
-$$;
-
 REVOKE ALL ON FUNCTION
     rl_mlops.add_challenger(text, text, double precision),
     rl_mlops.remove_challenger(text, text),
-    rl_mlops._deploy_trained(text, text, text),
-    rl_mlops._promote(text, text, text, jsonb)
+    rl_mlops._deploy_trained(text, text, text)
 FROM PUBLIC;

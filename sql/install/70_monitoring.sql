@@ -260,10 +260,11 @@ SELECT c.agent, c.version, c.traffic_share,
  WHERE c.removed_at IS NULL
  ORDER BY c.agent, c.slot;
 
--- Roll back to a version on the evidence monitor() found (as the owner):
--- a deployment with action auto_rollback and the evidence in details.
-CREATE OR REPLACE FUNCTION rl_mlops._auto_rollback(p_agent text, p_version text, p_reason text,
-                                                   p_details jsonb)
+-- Deploy on the evidence monitor() found (as the owner): action
+-- auto_rollback (back to the predecessor) or promote (a challenger), the
+-- evidence in details.
+CREATE OR REPLACE FUNCTION rl_mlops._deploy_on_evidence(p_agent text, p_version text, p_action text,
+                                                        p_reason text, p_details jsonb)
 RETURNS text
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -272,7 +273,7 @@ DECLARE
     a rl_mlops.agents := rl_mlops._lock_agent(p_agent);
     m rl_mlops.models := rl_mlops._model(p_agent, p_version);
 BEGIN
-    PERFORM rl_mlops._activate(a, m, 'auto_rollback', p_reason);
+    PERFORM rl_mlops._activate(a, m, p_action, p_reason);
     UPDATE rl_mlops.deployments SET details = p_details
      WHERE id = (SELECT max(id) FROM rl_mlops.deployments WHERE agent = p_agent);
     RETURN p_version;
@@ -343,6 +344,6 @@ REVOKE ALL ON FUNCTION
     rl_mlops.schedule_monitoring(text, text),
     rl_mlops.unschedule_monitoring(text),
     rl_mlops._live_versions(text),
-    rl_mlops._auto_rollback(text, text, text, jsonb),
+    rl_mlops._deploy_on_evidence(text, text, text, text, jsonb),
     rl_mlops.monitor(text)
 FROM PUBLIC;

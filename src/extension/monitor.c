@@ -885,6 +885,43 @@ add_pairs(RlSeqState *st, const Decisions *champ, const Decisions *pred,
 	}
 }
 
+/* Deploy a version on monitor()'s evidence: the action, why, the details. */
+static void
+deploy_on_evidence(const RlAgent *ag, const char *version, const char *action,
+				   const char *reason, const char *details)
+{
+	Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID};
+	Datum		values[5];
+
+	values[0] = CStringGetTextDatum(ag->name);
+	values[1] = CStringGetTextDatum(version);
+	values[2] = CStringGetTextDatum(action);
+	values[3] = CStringGetTextDatum(reason);
+	values[4] = DirectFunctionCall1(jsonb_in, CStringGetDatum(details));
+	owner_sql("SELECT rl_mlops._deploy_on_evidence($1, $2, $3, $4, $5)", 5, types, values, NULL);
+}
+
+/*
+ * A paired test's state from its stored float8[] (live_comparisons or
+ * agent_challengers), or the "corrupt" error naming both versions.
+ */
+static void
+seq_state_from(Datum array, RlSeqState *st, const char *what, const char *version,
+			   const char *other)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(array);
+	char		err[RL_SEQ_ERRLEN] = "";
+
+	if (ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr)) == RL_SEQ_STATE_LEN &&
+		!ARR_HASNULL(arr) &&
+		rl_seq_deserialize((const double *) ARR_DATA_PTR(arr), st, err) == RL_SEQ_OK)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("the comparison of %s \"%s\" with \"%s\" is corrupt", what, version, other),
+			 errdetail("%s", err[0] ? err : "The stored state does not have the expected length.")));
+}
+
 /* The comparison's state, read or new. */
 static void
 load_comparison(const RlAgent *ag, const LiveVersion *champ, RlSeqState *st)
@@ -901,18 +938,10 @@ load_comparison(const RlAgent *ag, const LiveVersion *champ, RlSeqState *st)
 				  "   AND deployment_id OPERATOR(pg_catalog.=) $4", 4, types4, values4, NULL) == 1)
 	{
 		bool		isnull;
-		ArrayType  *arr = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0],
-														   SPI_tuptable->tupdesc, 1, &isnull));
 
-		if (ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr)) == RL_SEQ_STATE_LEN &&
-			!ARR_HASNULL(arr) &&
-			rl_seq_deserialize((const double *) ARR_DATA_PTR(arr), st, err) == RL_SEQ_OK)
-			return;
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("the comparison of version \"%s\" with \"%s\" is corrupt",
-						champ->version, champ->predecessor),
-				 errdetail("%s", err)));
+		seq_state_from(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
+					   st, "version", champ->version, champ->predecessor);
+		return;
 	}
 	if (rl_seq_init(st, RL_SEQ_DEFAULT_TAU2, ag->min_live_decisions, err) != RL_SEQ_OK)
 		elog(ERROR, "%s", err);
@@ -974,18 +1003,10 @@ load_challenger_test(const RlAgent *ag, const LiveVersion *champ, LiveVersion *c
 		strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), champ->version) == 0)
 	{
 		bool		isnull;
-		ArrayType  *arr = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0],
-														   SPI_tuptable->tupdesc, 2, &isnull));
 
-		if (ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr)) == RL_SEQ_STATE_LEN &&
-			!ARR_HASNULL(arr) &&
-			rl_seq_deserialize((const double *) ARR_DATA_PTR(arr), c->challenger_test, err) == RL_SEQ_OK)
-			return;
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("the comparison of challenger \"%s\" with \"%s\" is corrupt",
-						c->version, champ->version),
-				 errdetail("%s", err)));
+		seq_state_from(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull),
+					   c->challenger_test, "challenger", c->version, champ->version);
+		return;
 	}
 	if (rl_seq_init(c->challenger_test, RL_SEQ_DEFAULT_TAU2, ag->min_live_decisions, err) != RL_SEQ_OK)
 		elog(ERROR, "%s", err);
@@ -1097,8 +1118,6 @@ promote(const RlAgent *ag, const LiveVersion *champ, const LiveVersion *c)
 {
 	const RlSeqResult *r = &c->challenger_result;
 	StringInfoData js;
-	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID};
-	Datum		values[4];
 	char	   *reason;
 
 	initStringInfo(&js);
@@ -1116,11 +1135,7 @@ promote(const RlAgent *ag, const LiveVersion *champ, const LiveVersion *c)
 					 champ->perf.total, (int64) champ->perf.n);
 	reason = psprintf("monitor(): challenger %s earns more than %s on " INT64_FORMAT " paired bars (Holm-adjusted p %.3g <= %g)",
 					  c->version, champ->version, (int64) r->n, c->p_value_holm, ag->monitor_alpha);
-	values[0] = CStringGetTextDatum(ag->name);
-	values[1] = CStringGetTextDatum(c->version);
-	values[2] = CStringGetTextDatum(reason);
-	values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(js.data));
-	owner_sql("SELECT rl_mlops._promote($1, $2, $3, $4)", 4, types, values, NULL);
+	deploy_on_evidence(ag, c->version, "promote", reason, js.data);
 	ereport(LOG, (errmsg("rl_mlops: %s: promoted version %s of agent %s", reason, c->version, ag->name)));
 }
 
@@ -1144,8 +1159,6 @@ auto_rollback(const RlAgent *ag, const LiveVersion *champ, const LiveVersion *pr
 			  const RlSeqResult *r)
 {
 	StringInfoData js;
-	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID};
-	Datum		values[4];
 	char	   *reason;
 
 	initStringInfo(&js);
@@ -1163,11 +1176,7 @@ auto_rollback(const RlAgent *ag, const LiveVersion *champ, const LiveVersion *pr
 					 pred->perf.total, (int64) pred->perf.n);
 	reason = psprintf("monitor(): version %s earns less than %s on " INT64_FORMAT " paired bars (log Lambda %.3f >= %.3f)",
 					  champ->version, pred->version, (int64) r->n, r->log_lambda, r->log_threshold);
-	values[0] = CStringGetTextDatum(ag->name);
-	values[1] = CStringGetTextDatum(pred->version);
-	values[2] = CStringGetTextDatum(reason);
-	values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum(js.data));
-	owner_sql("SELECT rl_mlops._auto_rollback($1, $2, $3, $4)", 4, types, values, NULL);
+	deploy_on_evidence(ag, pred->version, "auto_rollback", reason, js.data);
 	ereport(LOG, (errmsg("rl_mlops: %s: rolled back agent %s to %s", reason, ag->name, pred->version)));
 }
 

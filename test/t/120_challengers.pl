@@ -158,6 +158,11 @@ is(sql(qq{SELECT beats_champion || ' ' || p_value FROM rl_mlops.challengers WHER
 	'false 1', '3. the copy of the champion does not beat it (p 1)');
 like(sql(q{SELECT rl_mlops.status('ch') -> 'status' -> 'monitoring' -> 'challengers'}), qr/"beats_champion": true/,
 	'3. status() lists the challenger');
+# a damaged test state is an error, never a guess
+sql(qq{UPDATE rl_mlops.agent_challengers SET state = '{1,2}' WHERE agent = 'ch' AND version = '$twin'});
+like(error_of(q{SELECT rl_mlops.monitor('ch')}),
+	qr/the comparison of challenger "\Q$twin\E" with "\Q$bad\E" is corrupt/, '3. a corrupt test state: an error');
+sql(qq{UPDATE rl_mlops.agent_challengers SET state = NULL, champion = NULL WHERE agent = 'ch' AND version = '$twin'});
 my $s2 = $node->background_psql('postgres');
 $s2->query_safe(q{SELECT rl_mlops.decide('ch', 'SYM001')});
 sql(q{SELECT rl_mlops.configure('ch', auto_promote => true) IS NULL});
