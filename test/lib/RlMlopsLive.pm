@@ -7,6 +7,7 @@
 #   arrive('ar', 50);                    # 50 more bars arrive
 #   my $hex = swapped_checkpoint('ar');  # the active model, short and long swapped
 #   bars_until('ar', 'ar', 2000, q{jsonb_array_length(r -> 'actions') > 0});
+#   my $v = copy_of_champion('ar');       # an imported, validated copy of the champion
 package RlMlopsLive;
 
 use strict;
@@ -14,7 +15,7 @@ use warnings;
 use Exporter 'import';
 use RlMlops;
 
-our @EXPORT = qw(market arrive swapped_checkpoint bars_until);
+our @EXPORT = qw(market arrive swapped_checkpoint bars_until copy_of_champion);
 
 # Bars of one symbol: 1,500 before the current minute (to train on) and
 # the rest after it, kept aside in ${table}_all to arrive one by one.
@@ -59,6 +60,16 @@ sub swapped_checkpoint
 		substr($bytes, $base + 2 * $row, $row) = $short;
 	}
 	return unpack('H*', $bytes);
+}
+
+# An imported copy of the agent's active model, validated: a version to
+# deploy over it or add as a challenger.
+sub copy_of_champion
+{
+	my $agent = shift;
+	my $v = sql(qq{SELECT rl_mlops.import_model('$agent', rl_mlops.export_model('$agent'))});
+	sql(qq{SELECT rl_mlops.validate_model('$agent', '$v') IS NULL});
+	return $v;
 }
 
 # A bar at a time, monitor() after every bar, until the SQL condition on

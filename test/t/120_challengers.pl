@@ -25,15 +25,6 @@ sql(q{CREATE EXTENSION rl_mlops});
 
 sub active { return sql(qq{SELECT version FROM rl_mlops.models WHERE agent = '$_[0]' AND state = 'active'}); }
 
-# An imported copy of the champion, validated (a challenger candidate).
-sub copy_of_champion
-{
-	my $agent = shift;
-	my $v = sql(qq{SELECT rl_mlops.import_model('$agent', rl_mlops.export_model('$agent'))});
-	sql(qq{SELECT rl_mlops.validate_model('$agent', '$v') IS NULL});
-	return $v;
-}
-
 #
 # 1. Errors.
 #

@@ -35,11 +35,7 @@ small_agent($node, 'pm', 'pm', initial_epochs => 2, data_window => '2 days');
 my ($rc, $run, $e) = $node->psql('postgres', q{SELECT rl_mlops.retrain('pm', async => false)});
 like($e, qr/NOTICE:  run $run succeeded/, 'a trained champion');
 my $first = sql(q{SELECT version FROM rl_mlops.models WHERE agent = 'pm' AND state = 'active'});
-my @copies = map {
-	my $v = sql(q{SELECT rl_mlops.import_model('pm', rl_mlops.export_model('pm'))});
-	sql(qq{SELECT rl_mlops.validate_model('pm', '$v') IS NULL});
-	$v
-} 1 .. 2;
+my @copies = map { copy_of_champion('pm') } 1 .. 2;
 sql(qq{SELECT rl_mlops.deploy_model('pm', '$copies[0]') IS NULL;
        SELECT rl_mlops.add_challenger('pm', '$copies[1]', 0.2) IS NULL});
 arrive('pm', 60);

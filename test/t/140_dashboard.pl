@@ -20,11 +20,7 @@ market('dash', 0.25, 0.3, 300);
 small_agent($node, 'dash', 'dash', initial_epochs => 2, data_window => '2 days');
 my ($rc, $run, $err) = $node->psql('postgres', q{SELECT rl_mlops.retrain('dash', async => false)});
 like($err, qr/NOTICE:  run $run succeeded/, 'a trained champion');
-my @copies = map {
-	my $v = sql(q{SELECT rl_mlops.import_model('dash', rl_mlops.export_model('dash'))});
-	sql(qq{SELECT rl_mlops.validate_model('dash', '$v') IS NULL});
-	$v
-} 1 .. 2;
+my @copies = map { copy_of_champion('dash') } 1 .. 2;
 sql(qq{SELECT rl_mlops.deploy_model('dash', '$copies[0]') IS NULL;
        SELECT rl_mlops.add_challenger('dash', '$copies[1]', 0) IS NULL});
 arrive('dash', 200);
