@@ -142,6 +142,8 @@ CREATE TABLE IF NOT EXISTS rl_mlops.deployments (
     deployed_by name NOT NULL DEFAULT rl_mlops._caller(),
     deployed_at timestamptz NOT NULL DEFAULT now()
 );
+-- Deployments made by monitor() and why (the test's statistic and inputs).
+ALTER TABLE rl_mlops.deployments ADD COLUMN IF NOT EXISTS details jsonb;
 CREATE INDEX IF NOT EXISTS deployments_agent_id ON rl_mlops.deployments (agent, id);
 -- rollback(): the latest deploy of the active version, however long the
 -- history (rollbacks are left out: they never say where to roll back to).
@@ -919,6 +921,8 @@ CREATE OR REPLACE FUNCTION rl_mlops.status(agent text DEFAULT 'default')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+-- timestamps in UTC, as versions are, whatever the session's TimeZone
+SET TimeZone = 'UTC'
 AS $$
 DECLARE
     a rl_mlops.agents := rl_mlops._agent(status.agent);
@@ -1012,10 +1016,11 @@ SELECT agent, version, state, pinned, origin, parent_version,
   FROM rl_mlops.models
  ORDER BY agent, created_at DESC, version DESC;
 
+-- Newest first, all agents (monitor()'s evidence for automatic ones).
 CREATE OR REPLACE VIEW rl_mlops.deployment_history AS
-SELECT id, agent, deployed_at, action, version, previous_version, deployed_by, reason
+SELECT id, agent, deployed_at, action, version, previous_version, deployed_by, reason, details
   FROM rl_mlops.deployments
- ORDER BY agent, id DESC;
+ ORDER BY id DESC;
 
 CREATE OR REPLACE VIEW rl_mlops.current_models AS
 SELECT a.name AS agent, m.version, m.deployed_at, now() - m.deployed_at AS active_for,

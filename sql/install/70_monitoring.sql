@@ -39,8 +39,6 @@ ALTER TABLE rl_mlops.runs
     DROP CONSTRAINT IF EXISTS runs_trigger_check,
     ADD CONSTRAINT runs_trigger_check CHECK (trigger IN ('manual', 'schedule', 'drift'));
 
--- Deployments made by monitor() and why (the test's statistic and inputs).
-ALTER TABLE rl_mlops.deployments ADD COLUMN IF NOT EXISTS details jsonb;
 -- Which deployment replaced a version, and when: its probation (the
 -- monitored versions, retention, live_performance's role).
 CREATE INDEX IF NOT EXISTS deployments_agent_previous

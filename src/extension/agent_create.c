@@ -16,11 +16,20 @@
  */
 #include "postgres.h"
 
+#include "access/relation.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/pg_list.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
+#include "utils/syscache.h"
 
 #include "owner.h"
 #include "source_relation.h"
@@ -54,6 +63,74 @@ count_features(const char *agent, Oid relid, const char *column, Oid reader,
 										SPI_tuptable->tupdesc, 1, isnull));
 	rl_end_as_requester(part);
 	return n;
+}
+
+/* Is this index a b-tree (one that serves "latest rows of a symbol")? */
+static bool
+index_is_btree(Oid indexrelid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(indexrelid));
+	bool		btree;
+
+	if (!HeapTupleIsValid(tup))
+		return false;
+	btree = ((Form_pg_class) GETSTRUCT(tup))->relam == BTREE_AM_OID;
+	ReleaseSysCache(tup);
+	return btree;
+}
+
+/*
+ * decide() and monitor() read a symbol's latest rows: without a b-tree
+ * index leading with (symbol, time) every call scans the source (about
+ * 100 ms a call on 2 million rows, under 1 ms with it).  Say so, with the
+ * statement to run; for a view, say that the table it reads needs one.
+ * Reads the catalogs only.
+ */
+static void
+advise_index(Oid relid, const char *symbol_column, const char *time_column)
+{
+	Relation	rel = relation_open(relid, AccessShareLock);
+	AttrNumber	sym = get_attnum(relid, symbol_column);
+	AttrNumber	tim = get_attnum(relid, time_column);
+	char	   *name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+												  RelationGetRelationName(rel));
+	bool		found = false;
+	List	   *indexes;
+	ListCell   *lc;
+
+	if (rel->rd_rel->relkind == RELKIND_VIEW)
+	{
+		relation_close(rel, AccessShareLock);
+		ereport(NOTICE,
+				(errmsg("source %s is a view: decide() and monitor() are fast only if the table it reads has an index leading with its symbol and time columns",
+						name),
+				 errhint("For example: CREATE INDEX ON <table> (<symbol column>, <time column>);")));
+		return;
+	}
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+		Form_pg_index ix;
+
+		if (!HeapTupleIsValid(tup))
+			continue;
+		ix = (Form_pg_index) GETSTRUCT(tup);
+		if (ix->indnkeyatts >= 2 && ix->indkey.values[0] == sym && ix->indkey.values[1] == tim &&
+			heap_attisnull(tup, Anum_pg_index_indpred, NULL) &&
+			index_is_btree(ix->indexrelid))
+			found = true;
+		ReleaseSysCache(tup);
+	}
+	list_free(indexes);
+	relation_close(rel, AccessShareLock);
+	if (!found)
+		ereport(NOTICE,
+				(errmsg("source %s has no index leading with (%s, %s)", name,
+						symbol_column, time_column),
+				 errdetail("decide() and monitor() read a symbol's latest rows: without such an index every call scans the whole source."),
+				 errhint("CREATE INDEX ON %s (%s, %s);", name, quote_identifier(symbol_column),
+						 quote_identifier(time_column))));
 }
 
 /* Run a registry function of the arguments as the owner; its result row. */
@@ -126,6 +203,9 @@ rl_create_agent(PG_FUNCTION_ARGS)
 	row = owner_call("SELECT * FROM rl_mlops._insert_agent($1, $2, $3, $4, $5, $6, $7, $8, $9)",
 					 CREATE_AGENT_ARGS, types, values, nulls, &desc);
 	result = PointerGetDatum(SPI_returntuple(row, desc));
+	advise_index(PG_GETARG_OID(1),
+				 SPI_getvalue(row, desc, SPI_fnumber(desc, "symbol_column")),
+				 SPI_getvalue(row, desc, SPI_fnumber(desc, "time_column")));
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }

@@ -224,6 +224,12 @@ like(error_of(q{SELECT rl_mlops.monitor('rw')}, extra_params => [ '-U', 'strange
 like(error_of(q{SELECT rl_mlops.configure('rw', monitor_alpha => 0.5)}),
 	qr/monitor_alpha_between_0_and_0_2/, '4. an absurd alpha is refused by its CHECK constraint');
 integrity_ok($node, '4. monitoring');
+like(sql(q{SET TimeZone = 'Asia/Tokyo'; SELECT rl_mlops.status('rw') -> 'status' -> 'model_info' ->> 'deployed_at'}),
+	qr/\+00:00$/, "4. status() shows UTC whatever the session's TimeZone");
+is(sql(q{SELECT (SELECT array_agg(id) FROM rl_mlops.deployment_history)
+               = (SELECT array_agg(id ORDER BY id DESC) FROM rl_mlops.deployments)
+           AND (SELECT count(DISTINCT agent) FROM rl_mlops.deployments) > 1}), 't',
+	'4. deployment_history lists the newest first, across agents');
 
 #
 # 5. Concurrency and crashes: two calls at once (a pg_cron tick and a
