@@ -174,6 +174,12 @@ CREATE TABLE IF NOT EXISTS rl_mlops.runs (
     started_at timestamptz,
     finished_at timestamptz
 );
+-- Lineage: the exact settings a run used (runs.settings, in
+-- 30_training.sql), copied to its model; tags and a description a person
+-- gives a version (tag_model).
+ALTER TABLE rl_mlops.models ADD COLUMN IF NOT EXISTS settings jsonb,
+                            ADD COLUMN IF NOT EXISTS tags jsonb NOT NULL DEFAULT '{}',
+                            ADD COLUMN IF NOT EXISTS description text;
 CREATE INDEX IF NOT EXISTS runs_agent_id ON rl_mlops.runs (agent, id);
 
 -- Is a run's state one of the unfinished ones (its worker may still run)?
@@ -679,6 +685,28 @@ END
 $$;
 
 -- Deploy a validated (or archived) version.
+-- Why a version should not be trusted with money, from its holdout
+-- backtest: a net loss, or less than buy-and-hold; NULL if neither (or no
+-- holdout, as for an imported version).  deploy_model warns with it and
+-- status() lists it for the active version.
+CREATE OR REPLACE FUNCTION rl_mlops._holdout_loss(m rl_mlops.models)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN (m.metrics #>> '{holdout,total_log_return}')::float8 < 0
+        THEN format('version %s lost money on its holdout: net log return %s over %s decisions',
+                    m.version, round((m.metrics #>> '{holdout,total_log_return}')::numeric, 4),
+                    m.metrics #>> '{holdout,steps}')
+        WHEN (m.metrics #>> '{holdout,total_log_return}')::float8
+             < (m.metrics #>> '{holdout,buy_hold_log_return}')::float8
+        THEN format('version %s earned less than buy-and-hold on its holdout: net log return %s against %s',
+                    m.version, round((m.metrics #>> '{holdout,total_log_return}')::numeric, 4),
+                    round((m.metrics #>> '{holdout,buy_hold_log_return}')::numeric, 4))
+        END
+$$;
+
 CREATE OR REPLACE FUNCTION rl_mlops.deploy_model(agent text, version text, reason text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -691,6 +719,11 @@ BEGIN
     IF m.state = 'active' THEN
         RAISE NOTICE 'model version "%" of agent "%" is already active', m.version, a.name;
         RETURN m.version;
+    END IF;
+    IF rl_mlops._holdout_loss(m) IS NOT NULL THEN
+        RAISE WARNING 'deploying a version that did not earn its keep on its holdout'
+            USING DETAIL = rl_mlops._holdout_loss(m) || '.',
+                  HINT = format('rl_mlops.configure(%L, deploy_gate => ''not_worse'') keeps such versions from being deployed by training runs.', a.name);
     END IF;
     RETURN rl_mlops._activate(a, m, 'deploy', deploy_model.reason);
 END
@@ -804,6 +837,35 @@ BEGIN
                               'removed', to_jsonb(victims), 'count', cardinality(victims),
                               'bytes_freed', freed, 'retention_days', a.retention_days,
                               'keep_min', a.keep_min);
+END
+$$;
+
+-- Tags (a JSON object, merged into the version's) and a description a
+-- person gives a version: what it was for, what was tried.
+CREATE OR REPLACE FUNCTION rl_mlops.tag_model(agent text, version text, tags jsonb DEFAULT '{}',
+                                              description text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a rl_mlops.agents := rl_mlops._lock_agent(tag_model.agent);
+    m rl_mlops.models := rl_mlops._model(a.name, tag_model.version);
+    result jsonb;
+BEGIN
+    IF tag_model.tags IS NULL OR jsonb_typeof(tag_model.tags) <> 'object' THEN
+        RAISE EXCEPTION 'tags must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Got %s.', coalesce(jsonb_typeof(tag_model.tags), 'NULL')),
+                  HINT = 'For example: tags => ''{"experiment": "lr-sweep", "owner": "desk-3"}''.';
+    END IF;
+    UPDATE rl_mlops.models x
+       SET tags = x.tags || tag_model.tags,
+           description = coalesce(tag_model.description, x.description)
+     WHERE x.agent = a.name AND x.version = m.version
+    RETURNING jsonb_build_object('version', x.version, 'tags', x.tags, 'description', x.description)
+      INTO result;
+    RETURN result;
 END
 $$;
 
@@ -965,7 +1027,8 @@ BEGIN
                 'run', CASE WHEN running.id IS NOT NULL THEN jsonb_build_object(
                            'id', running.id, 'state', running.state, 'epoch', running.epoch,
                            'epochs', running.epochs, 'loss', running.loss) END),
-            'monitoring', rl_mlops._monitoring_status(a.name)));
+            'monitoring', rl_mlops._monitoring_status(a.name),
+            'alerts', to_jsonb(array_remove(ARRAY[rl_mlops._holdout_loss(m)], NULL))));
 END
 $$;
 
@@ -1012,7 +1075,8 @@ SELECT agent, version, state, pinned, origin, parent_version,
        (metrics #>> '{holdout,sharpe}')::double precision AS holdout_sharpe,
        (validation ->> 'ok')::boolean AS valid,
        created_at, deployed_at, archived_at,
-       checkpoint, left(sha256, 12) AS sha256_prefix, file_name
+       checkpoint, left(sha256, 12) AS sha256_prefix, file_name,
+       size_bytes, tags, description
   FROM rl_mlops.models
  ORDER BY agent, created_at DESC, version DESC;
 
@@ -1050,6 +1114,7 @@ REVOKE ALL ON FUNCTION
     rl_mlops._insert_agent(text, regclass, name, name, name, name, integer, integer, integer),
     rl_mlops._activate(rl_mlops.agents, rl_mlops.models, text, text),
     rl_mlops._check_servable(rl_mlops.agents, rl_mlops.models),
+    rl_mlops.tag_model(text, text, jsonb, text),
     rl_mlops.create_agent(text, regclass, name, name, name, name, integer, integer, integer),
     rl_mlops.configure(text, integer, integer, interval, double precision, integer,
                        double precision, double precision, double precision, double precision,

@@ -9,6 +9,8 @@ ALTER TABLE rl_mlops.runs ADD COLUMN IF NOT EXISTS data_from timestamptz,
 -- Which worker process runs a run: its PID and process start time
 -- (together they name one process, whatever PIDs are reused later).
 ALTER TABLE rl_mlops.runs ADD COLUMN IF NOT EXISTS worker_started_at timestamptz;
+-- The exact settings a run used (_run_settings below).
+ALTER TABLE rl_mlops.runs ADD COLUMN IF NOT EXISTS settings jsonb;
 
 -- One unfinished run per agent, enforced by the database: a run's worker
 -- inserts its row under the agent's row lock (rl_mlops._begin_run), which
@@ -75,6 +77,28 @@ BEGIN
                 p_worker_pid, p_worker_started_at, now())
         RETURNING id INTO run_id;
     END IF;
+END
+$$;
+
+-- The exact settings a run uses, recorded on the run: the agent's row
+-- (locked FOR SHARE until the worker has read it too), the versions of
+-- PostgreSQL, rl_mlops and libtorch.  Models copy it from their run.
+CREATE OR REPLACE FUNCTION rl_mlops._run_settings(p_run_id bigint, p_agent text, p_libtorch text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a rl_mlops.agents;
+BEGIN
+    SELECT * INTO a FROM rl_mlops.agents WHERE name = p_agent FOR SHARE;
+    UPDATE rl_mlops.runs
+       SET settings = (to_jsonb(a) - 'name' - 'created_at' - 'last_retrain_time')
+                      || jsonb_build_object('postgresql', current_setting('server_version'),
+                                            'rl_mlops', (SELECT extversion FROM pg_extension
+                                                          WHERE extname = 'rl_mlops'),
+                                            'libtorch', p_libtorch)
+     WHERE id = p_run_id;
 END
 $$;
 
@@ -167,9 +191,10 @@ BEGIN
     s := rl_mlops._store_checkpoint(p_checkpoint, a.window_size, a.n_features, a.hidden_size);
     INSERT INTO rl_mlops.models (agent, version, checkpoint, sha256, size_bytes, origin,
                                  parent_version, run_id, training_epochs, training_loss,
-                                 data_from, data_to, sigma, metrics)
+                                 data_from, data_to, sigma, metrics, settings)
     VALUES (a.name, p_version, s.checkpoint, s.sha256, s.size_bytes, 'trained',
-            p_parent, p_run_id, p_epochs, p_loss, p_from, p_to, s.sigma, p_metrics);
+            p_parent, p_run_id, p_epochs, p_loss, p_from, p_to, s.sigma, p_metrics,
+            (SELECT r.settings FROM rl_mlops.runs r WHERE r.id = p_run_id));
     UPDATE rl_mlops.runs SET produced_version = p_version WHERE id = p_run_id;
 END
 $$;
@@ -250,6 +275,7 @@ REVOKE ALL ON FUNCTION
     rl_mlops._begin_run(text, text, boolean, name, integer, timestamptz, bigint),
     rl_mlops._run_progress(bigint, text, integer, double precision, double precision),
     rl_mlops._run_data(bigint, integer, integer, text, timestamptz, timestamptz),
+    rl_mlops._run_settings(bigint, text, text),
     rl_mlops._finish_run(bigint, text, text, text),
     rl_mlops._record_check(text, text, text, boolean, text),
     rl_mlops._register_trained(text, text, bytea, bigint, text, integer, double precision,

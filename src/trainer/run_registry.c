@@ -26,6 +26,7 @@
 
 #include "lo.h"
 #include "owner.h"
+#include "torch/rl_torch.h"
 #include "trainer/run.h"
 
 MemoryContext rl_run_cxt;
@@ -136,13 +137,32 @@ rl_run_set_state(int64 run_id, const char *state)
 												   run_id, state));
 }
 
-/* The agent's settings, once for the whole run (the caller has a transaction). */
+/*
+ * The agent's settings, once for the whole run (the caller has a
+ * transaction), and the same settings recorded on the run: the agent's row
+ * is locked first (FOR SHARE, by _run_settings, which writes the record),
+ * then read with a snapshot taken after the lock, so configure() cannot
+ * slip in between and the record is exactly what the run uses.
+ */
 void
 rl_run_read_agent(RunState *rs)
 {
-	RlSavedUser saved = rl_become_owner();
+	Oid			types[3] = {INT8OID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	char		version[64];
+	char		err[RL_TORCH_ERRLEN];
+	RlSavedUser saved;
 
+	if (rl_torch_version(version, sizeof(version), err) != RL_TORCH_OK)
+		strlcpy(version, "unknown", sizeof(version));
+	values[0] = Int64GetDatum(rs->run_id);
+	values[1] = CStringGetTextDatum(rs->agent_name);
+	values[2] = CStringGetTextDatum(version);
+	owner_sql("SELECT rl_mlops._run_settings($1, $2, $3)", 3, types, values, NULL);
+	saved = rl_become_owner();
+	PushActiveSnapshot(GetTransactionSnapshot());
 	rs->agent = rl_agent_read(rs->agent_name);
+	PopActiveSnapshot();
 	rl_restore_user(saved);
 }
 

@@ -36,7 +36,7 @@ CREATE ROLE rl_test_nobody;
 -- INVOKER) call, so their callers must be able to run them; each is
 -- harmless on its own (30_training.sql, 50_scheduler.sql, 70_monitoring.sql).
 CREATE TEMP TABLE rl_test_read_path AS
-SELECT ARRAY['_agent', '_run_unfinished', '_worker_alive', '_cron_job_if_granted', '_cron_job_name', '_require_pg_cron', '_monitoring_status', '_check_cron_scheduler', '_unschedule_cron_job', '_dashboard_data', '_dashboard_page', '_chart_js']::name[] AS read_path;
+SELECT ARRAY['_agent', '_run_unfinished', '_worker_alive', '_cron_job_if_granted', '_cron_job_name', '_require_pg_cron', '_monitoring_status', '_check_cron_scheduler', '_unschedule_cron_job', '_dashboard_data', '_dashboard_page', '_chart_js', '_holdout_loss']::name[] AS read_path;
 GRANT SELECT ON rl_test_read_path TO PUBLIC;
 CREATE TABLE rl_test.private_bars (symbol text, ts timestamptz, price float8);
 REVOKE ALL ON rl_test.private_bars FROM PUBLIC;
