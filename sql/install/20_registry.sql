@@ -531,6 +531,7 @@ DECLARE
     a rl_mlops.agents := rl_mlops._lock_agent(import_model.agent);
     s record;
     v text;
+    same text;
 BEGIN
     IF import_model.checkpoint IS NULL THEN
         RAISE EXCEPTION 'checkpoint must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -545,6 +546,16 @@ BEGIN
     VALUES (a.name, v, s.checkpoint, s.sha256, s.size_bytes, 'imported',
             import_model.parent_version, import_model.training_epochs, import_model.training_loss,
             s.sigma, coalesce(import_model.metrics, '{}'));
+    -- the same bytes again make a new version (a copy can be deployed or
+    -- challenge on its own), but never without a word
+    SELECT string_agg(format('%s (%s)', x.version, x.state), ', ' ORDER BY x.created_at, x.version)
+      INTO same
+      FROM rl_mlops.models x
+     WHERE x.agent = a.name AND x.sha256 = s.sha256 AND x.version <> v;
+    IF same IS NOT NULL THEN
+        RAISE NOTICE 'the checkpoint of new version % of agent % is byte for byte that of %', v, a.name, same
+            USING HINT = 'Deploy or roll back to the existing version instead, if that is what was meant.';
+    END IF;
     RETURN v;
 END
 $$;
@@ -808,7 +819,9 @@ BEGIN
           INTO victims, freed
           FROM rl_mlops.models m
          WHERE m.agent = a.name
-           AND m.state IN ('archived', 'rejected')
+           -- never-validated imports age out too (never a validated one:
+           -- it may be deployed or challenge)
+           AND m.state IN ('archived', 'rejected', 'registered')
            AND NOT m.pinned
            AND coalesce(m.archived_at, m.validated_at, m.created_at)
                < now() - make_interval(days => a.retention_days)

@@ -1,5 +1,5 @@
--- Retention (issue 3, ARCHITECTURE.md "A training run"): cleanup_old_models removes
--- archived and rejected versions older than retention_days, never the
+-- Retention (issue 3; issue 15 adds never-validated versions): cleanup_old_models removes
+-- archived, rejected and registered versions older than retention_days, never the
 -- active one, a pinned one or one of the newest keep_min; unlinks their
 -- large objects in the same transaction; reports what it removed and the
 -- bytes freed; runs after every deploy.  Ages are made by backdating rows.
@@ -71,12 +71,12 @@ $$ SELECT array_agg(n ORDER BY n) FROM rl_mlops.models JOIN v USING (version) WH
 --------------------------------------------------------------------------
 
 CREATE TEMP TABLE dry AS SELECT rl_mlops.cleanup_old_models('k', dry_run => true) AS j;
-SELECT is((SELECT j -> 'removed' FROM dry), pg_temp.versions(ARRAY[0, 1, 3]),
-          'dry run: would remove the old archived m0, m1 and the old rejected m3, oldest first');
+SELECT is((SELECT j -> 'removed' FROM dry), pg_temp.versions(ARRAY[0, 1, 3, 4]),
+          'dry run: would remove the old archived m0, m1, the old rejected m3 and the old never-validated m4, oldest first');
 SELECT results_eq(
     $$SELECT j ->> 'agent', (j ->> 'dry_run')::boolean, (j ->> 'count')::int, (j ->> 'bytes_freed')::bigint,
              (j ->> 'retention_days')::int, (j ->> 'keep_min')::int FROM dry$$,
-    $$SELECT 'k', true, 3, pg_temp.bytes(ARRAY[0, 1, 3]), 30, 3$$,
+    $$SELECT 'k', true, 4, pg_temp.bytes(ARRAY[0, 1, 3, 4]), 30, 3$$,
     'dry run: reports count, bytes that would be freed, retention_days, keep_min');
 SELECT is((SELECT count(*)::int FROM rl_mlops.models WHERE agent = 'k'), 11, 'dry run: removes no row');
 SELECT is((SELECT count(*) FROM pg_largeobject_metadata), (SELECT c FROM lo0), 'dry run: unlinks no large object');
@@ -86,19 +86,19 @@ SELECT is((SELECT j -> 'removed' FROM real_run), (SELECT j -> 'removed' FROM dry
           'the real run removes what the dry run announced');
 SELECT results_eq(
     $$SELECT (j ->> 'dry_run')::boolean, (j ->> 'count')::int, (j ->> 'bytes_freed')::bigint FROM real_run$$,
-    $$SELECT false, 3, pg_temp.bytes(ARRAY[0, 1, 3])$$,
+    $$SELECT false, 4, pg_temp.bytes(ARRAY[0, 1, 3, 4])$$,
     'bytes_freed is the size of the removed checkpoints');
 SELECT is(pg_temp.bytes(ARRAY[0, 1, 3]), (SELECT 81388 + 27112 + 27112)::bigint,
           'those sizes are the real checkpoint lengths');
-SELECT is(pg_temp.left_of(ARRAY[0, 1, 3]), NULL, 'their rows are gone');
-SELECT is((SELECT count(*)::int FROM pg_largeobject_metadata WHERE oid IN (SELECT checkpoint FROM sizes WHERE n IN (0, 1, 3))), 0,
+SELECT is(pg_temp.left_of(ARRAY[0, 1, 3, 4]), NULL, 'their rows are gone');
+SELECT is((SELECT count(*)::int FROM pg_largeobject_metadata WHERE oid IN (SELECT checkpoint FROM sizes WHERE n IN (0, 1, 3, 4))), 0,
           'their large objects are unlinked');
-SELECT is((SELECT c FROM lo0) - (SELECT count(*) FROM pg_largeobject_metadata), 3::bigint,
-          'exactly three large objects fewer');
+SELECT is((SELECT c FROM lo0) - (SELECT count(*) FROM pg_largeobject_metadata), 4::bigint,
+          'exactly four large objects fewer');
 SELECT throws_ok(format('SELECT lo_get(%s)', (SELECT checkpoint FROM sizes WHERE n = 0)), '42704', NULL,
                  'an unlinked checkpoint cannot be read');
-SELECT is(pg_temp.left_of(ARRAY[2, 4, 5, 6, 7, 8, 9, 10]), ARRAY[2, 4, 5, 6, 7, 8, 9, 10],
-          'kept: pinned m2, registered m4, validated m5, recent m6, active m7, newest m8-m10');
+SELECT is(pg_temp.left_of(ARRAY[2, 5, 6, 7, 8, 9, 10]), ARRAY[2, 5, 6, 7, 8, 9, 10],
+          'kept: pinned m2, validated m5, recent m6, active m7, newest m8-m10');
 SELECT is((SELECT count(*)::int FROM rl_mlops.models WHERE agent = 'o'), 2, 'the other agent''s versions are untouched');
 
 SELECT ok(rl_mlops.cleanup_old_models('k')
@@ -129,8 +129,8 @@ SELECT is(rl_mlops.cleanup_old_models('k', dry_run => true) -> 'count', '0'::jso
 SELECT lives_ok($$SELECT rl_mlops.configure('k', keep_min => 1, retention_days => 0)$$, 'keep_min 1, retention 0');
 SELECT is(rl_mlops.cleanup_old_models('k') -> 'removed', pg_temp.versions(ARRAY[6, 8, 9]),
           'keep_min 1: everything archived but the newest goes');
-SELECT is(pg_temp.left_of(ARRAY[4, 5, 7, 10]), ARRAY[4, 5, 7, 10],
-          'never removed: the registered and validated ones, the active m7 (65 days old), the newest m10');
+SELECT is(pg_temp.left_of(ARRAY[5, 7, 10]), ARRAY[5, 7, 10],
+          'never removed: the validated one, the active m7 (65 days old), the newest m10');
 SELECT is((SELECT state FROM rl_mlops.models JOIN v USING (version) WHERE agent = 'k' AND n = 7), 'active',
           'the active version is still active');
 
@@ -233,7 +233,7 @@ CREATE FUNCTION pg_temp.by_definition(p_agent text) RETURNS jsonb LANGUAGE sql A
               FROM rl_mlops.models WHERE agent = p_agent) m,
            rl_mlops.agents a
      WHERE a.name = p_agent
-       AND m.state IN ('archived', 'rejected') AND NOT m.pinned
+       AND m.state IN ('archived', 'rejected', 'registered') AND NOT m.pinned
        AND m.newest_rank > a.keep_min
        AND m.since < now() - make_interval(days => a.retention_days)
 $$;
@@ -244,8 +244,8 @@ BEGIN
 END
 $$;
 
-SELECT is(pg_temp.t_removes(1), pg_temp.t(ARRAY[1, 2, 3, 4, 5, 6]),
-          'keep_min 1: every old unpinned archived or rejected version, oldest first, t4 before t5 by version');
+SELECT is(pg_temp.t_removes(1), pg_temp.t(ARRAY[1, 2, 3, 4, 5, 6, 7]),
+          'keep_min 1: every old unpinned archived, rejected or never-validated version, oldest first, t4 before t5 by version');
 SELECT is(pg_temp.t_removes(4), pg_temp.t(ARRAY[1, 2, 3, 4, 5]),
           'keep_min 4: the active t9, pinned t8, registered t7 and rejected t6 are the newest 4, so t6 stays');
 SELECT is(pg_temp.t_removes(5), pg_temp.t(ARRAY[1, 2, 3, 4]),

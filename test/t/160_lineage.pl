@@ -42,6 +42,11 @@ sql(q{CREATE ROLE stranger LOGIN; GRANT USAGE ON SCHEMA rl_mlops TO stranger});
 like(error_of(qq{SELECT rl_mlops.tag_model('l', '$v', '{}')}, extra_params => [ '-U', 'stranger' ]),
 	qr/permission denied for function tag_model/, 'tag_model is not for PUBLIC');
 
+# the same bytes again: a new version, never without a word
+($rc, my $copy_out, my $copy_err) = $node->psql('postgres', q{SELECT rl_mlops.import_model('l', rl_mlops.export_model('l'))});
+like($copy_err, qr/NOTICE:  the checkpoint of new version \Q$copy_out\E of agent l is byte for byte that of \Q$v\E \(active\)/,
+	'importing the active model\'s bytes again: a NOTICE naming it');
+
 # a version that lost money on its holdout: deployed with a WARNING, and
 # status() says so while it is active
 my $loser = sql(q{SELECT rl_mlops.import_model('l', rl_mlops.export_model('l'))});
