@@ -11,6 +11,13 @@ ALTER TABLE rl_mlops.runs ADD COLUMN IF NOT EXISTS data_from timestamptz,
 ALTER TABLE rl_mlops.runs ADD COLUMN IF NOT EXISTS worker_started_at timestamptz;
 -- The exact settings a run used (_run_settings below).
 ALTER TABLE rl_mlops.runs ADD COLUMN IF NOT EXISTS settings jsonb;
+COMMENT ON COLUMN rl_mlops.runs.loss IS
+    'PPO loss of the last epoch, mean over its minibatches: clipped policy loss + value_coef * value loss '
+    '(squared error of returns in sigma units) - entropy_coef * entropy; it may rise while the policy improves';
+COMMENT ON COLUMN rl_mlops.runs.samples_per_second IS
+    'decisions rolled out and trained on per second of the last epoch (rollout plus update passes)';
+COMMENT ON COLUMN rl_mlops.models.sigma IS
+    'standard deviation of the training log returns: observations and rewards are scaled by it';
 
 -- One unfinished run per agent, enforced by the database: a run's worker
 -- inserts its row under the agent's row lock (rl_mlops._begin_run), which

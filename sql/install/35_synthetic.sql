@@ -14,6 +14,9 @@
 -- seed, same bars).  phi > 0 is momentum an agent can learn: |phi| well
 -- below 0.1 is weak, as in real markets; 0.25 (the default) is a toy that
 -- makes Sharpe ratios no quant believes.  The same seed gives the same bars.
+-- Bars fall on whole units: start_at is truncated to the minute when step
+-- is a whole number of minutes (else to the second), so that
+-- start_at => now() - interval '10 days' gives bars at :00 seconds.
 CREATE OR REPLACE FUNCTION rl_mlops.synthetic_bars(
     symbols integer DEFAULT 3,
     bars integer DEFAULT 10000,
@@ -36,6 +39,8 @@ DECLARE
     e double precision;
     z double precision;
     chi2 double precision;
+    first_bar timestamptz := date_trunc(CASE WHEN extract(epoch FROM step) % 60 = 0 THEN 'minute'
+                                             ELSE 'second' END, start_at);
 BEGIN
     IF symbols NOT BETWEEN 1 AND 1000 OR bars NOT BETWEEN 2 AND 10000000 THEN
         RAISE EXCEPTION 'symbols must be between 1 and 1000 and bars between 2 and 10000000'
@@ -64,7 +69,7 @@ BEGIN
         e := 0;
         FOR i IN 0 .. bars - 1 LOOP
             symbol := 'SYM' || lpad(s::text, 3, '0');
-            ts := start_at + step * i;
+            ts := first_bar + step * i;
             price := p;
             RETURN NEXT;
             IF tail_df IS NULL AND garch_alpha = 0 AND garch_beta = 0 THEN

@@ -123,6 +123,14 @@ CREATE TABLE IF NOT EXISTS rl_mlops.live_metrics (
         ON UPDATE CASCADE ON DELETE CASCADE
 );
 COMMENT ON COLUMN rl_mlops.live_metrics.equity IS 'log of the equity (from 0), for the drawdown';
+COMMENT ON COLUMN rl_mlops.live_metrics.total_return IS
+    'sum of the net log returns of every decision (all symbols): pos_t * r_{t+1} - cost * |pos_t - pos_{t-1}|';
+COMMENT ON COLUMN rl_mlops.live_metrics.max_drawdown IS
+    'largest loss from a peak, as a fraction of the peak equity: 1 - exp(log equity - peak log equity)';
+COMMENT ON COLUMN rl_mlops.live_metrics.abs_position_changes IS
+    'sum of |pos_t - pos_{t-1}| (positions -1, 0, 1); turnover = this / decisions, 0 to 2 per bar';
+COMMENT ON COLUMN rl_mlops.live_metrics.buy_hold_return IS
+    'sum of the market''s log returns r_{t+1} over the same decisions (holding +1, no costs)';
 COMMENT ON COLUMN rl_mlops.live_metrics.sharpe IS
     'annualised with 365.25 days over the median bar spacing of the last monitor() call''s bars';
 

@@ -6,7 +6,7 @@
 BEGIN;
 SET LOCAL client_min_messages = error;
 
-SELECT plan(12);
+SELECT plan(14);
 
 CREATE EXTENSION rl_mlops;
 
@@ -51,6 +51,11 @@ SELECT is((SELECT md5(string_agg(price::text, ',' ORDER BY ts)) FROM rl_mlops.sy
           (SELECT md5(string_agg(price::text, ',' ORDER BY ts)) FROM rl_mlops.synthetic_bars(1, 500, 0.1, 0.01, seed => 0.3,
                                                                                             garch_alpha => 0.08, garch_beta => 0.9, tail_df => 5)),
           'the same seed gives the same bars');
+
+SELECT is((SELECT min(ts) FROM rl_mlops.synthetic_bars(1, 3, start_at => '2026-01-01 10:17:42.25+00')),
+          '2026-01-01 10:17:00+00'::timestamptz, 'bars of whole minutes start on a whole minute');
+SELECT is((SELECT max(ts) FROM rl_mlops.synthetic_bars(1, 3, step => '1.5 seconds', start_at => '2026-01-01 10:17:42.25+00')),
+          '2026-01-01 10:17:45+00'::timestamptz, 'other steps start on a whole second');
 
 SELECT * FROM finish();
 ROLLBACK;
