@@ -71,7 +71,10 @@ AS 'MODULE_PATHNAME', 'rl_backtest_rows'
 LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 1000;
 
 -- The same backtest's metrics in one row.  Sharpe is annualised with
--- periods_per_year = 365.25 days / the median spacing of the bars used.
+-- periods_per_year = 365.25 days / the median spacing of the bars used;
+-- sharpe_stderr is its standard error (iid returns), low_sample says it
+-- rests on fewer than 250 decisions, in_sample that the range overlaps the
+-- bars the version was trained and validated on.
 CREATE OR REPLACE FUNCTION rl_mlops.backtest_summary(
     agent text,
     symbol text,
@@ -85,7 +88,10 @@ CREATE OR REPLACE FUNCTION rl_mlops.backtest_summary(
     OUT max_drawdown double precision,
     OUT turnover double precision,
     OUT buy_hold_log_return double precision,
-    OUT periods_per_year double precision)
+    OUT periods_per_year double precision,
+    OUT sharpe_stderr double precision,
+    OUT low_sample boolean,
+    OUT in_sample boolean)
 RETURNS record
 AS 'MODULE_PATHNAME', 'rl_backtest_summary'
 LANGUAGE C STABLE PARALLEL RESTRICTED;

@@ -27,6 +27,10 @@ typedef struct ServeModel
 	double		sigma;
 	RlWeights	w;
 	float	   *work;			/* RL_BACKTEST_WORK_FLOATS(&w.arch) floats */
+	bool		has_data_range; /* trained: the bars it was trained and
+								 * validated on */
+	TimestampTz data_from;
+	TimestampTz data_to;
 } ServeModel;
 
 /* Challengers beside the champion, at most (add_challenger refuses more). */

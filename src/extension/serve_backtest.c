@@ -8,6 +8,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -117,14 +119,24 @@ rl_backtest_rows(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/* backtest_summary(...): the metrics of the same backtest in one row. */
+/*
+ * backtest_summary(...): the metrics of the same backtest in one row, and
+ * how far to trust them: the Sharpe ratio's standard error (Lo 2002, iid
+ * returns: sqrt(ppy / n * (1 + SR_bar^2 / 2)), SR_bar the per-bar ratio),
+ * low_sample below RL_LOW_SAMPLE_STEPS decisions, and in_sample when the
+ * range overlaps the bars the version was trained and validated on.
+ */
+#define RL_LOW_SAMPLE_STEPS 250
+
 Datum
 rl_backtest_summary(PG_FUNCTION_ARGS)
 {
 	BacktestResult res;
 	TupleDesc	tupdesc;
-	Datum		values[8];
-	bool		nulls[8] = {0};
+	Datum		values[11];
+	bool		nulls[11] = {0};
+	TimestampTz from = PG_GETARG_TIMESTAMPTZ(2);
+	TimestampTz to = PG_GETARG_TIMESTAMPTZ(3);
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -137,6 +149,15 @@ rl_backtest_summary(PG_FUNCTION_ARGS)
 	values[5] = Float8GetDatum(res.summary.turnover);
 	values[6] = Float8GetDatum(res.summary.buy_hold_log_return);
 	values[7] = Float8GetDatum(res.periods_per_year);
+	if (res.summary.n_steps > 1 && res.periods_per_year > 0)
+		values[8] = Float8GetDatum(sqrt(res.periods_per_year / (double) res.summary.n_steps *
+										(1.0 + res.summary.sharpe * res.summary.sharpe /
+										 (2.0 * res.periods_per_year))));
+	else
+		nulls[8] = true;
+	values[9] = BoolGetDatum(res.summary.n_steps < RL_LOW_SAMPLE_STEPS);
+	values[10] = BoolGetDatum(res.model->has_data_range &&
+							  from <= res.model->data_to && to >= res.model->data_from);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
 													  values, nulls)));
 }

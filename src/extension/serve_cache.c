@@ -99,6 +99,9 @@ typedef struct RegistryRead
 	MemoryContext cxt;			/* where results go */
 	bool		has_model;		/* out: a model row was found */
 	ServeModel *model;			/* out: loaded, NULL if "cached" matched */
+	bool		has_range;		/* out: the row's data_from and data_to */
+	TimestampTz data_from;
+	TimestampTz data_to;
 	const ServeEntry *old;		/* challengers: reuse what this entry has */
 	bool		want_ab;		/* read the A/B challengers */
 	int			n_ab;			/* out: the A/B challengers */
@@ -192,6 +195,10 @@ read_model_row(RegistryRead *rr, char **version, Oid *checkpoint,
 			*checkpoint = DatumGetObjectId(rl_registry_column(rel, tup, "checkpoint", &isnull));
 			*sha256 = rl_registry_column_string(rel, tup, "sha256");
 			MemoryContextSwitchTo(old);
+			rr->data_from = DatumGetTimestampTz(rl_registry_column(rel, tup, "data_from", &isnull));
+			rr->has_range = !isnull;
+			rr->data_to = DatumGetTimestampTz(rl_registry_column(rel, tup, "data_to", &isnull));
+			rr->has_range = rr->has_range && !isnull;
 		}
 	}
 	systable_endscan(scan);
@@ -261,6 +268,15 @@ load_model(const char *version, Oid checkpoint, const char *sha256,
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(parse_cxt);
 	return m;
+}
+
+/* The bars a model was trained and validated on, from its registry row. */
+static void
+set_data_range(ServeModel *m, const RegistryRead *rr)
+{
+	m->has_data_range = rr->has_range;
+	m->data_from = rr->data_from;
+	m->data_to = rr->data_to;
 }
 
 /* A/B challengers in slot order. */
@@ -350,6 +366,7 @@ read_ab_challengers(RegistryRead *rr)
 			c->cxt = AllocSetContextCreate(CurrentMemoryContext, "rl_mlops challenger",
 										   ALLOCSET_SMALL_SIZES);
 			c->model = load_model(version, checkpoint, sha256, c->cxt);
+			set_data_range(c->model, &one);
 			c->version = MemoryContextStrdup(c->cxt, version);
 		}
 		rr->n_ab++;
@@ -386,6 +403,8 @@ registry_read_body(RegistryRead *rr)
 		strcmp(rr->cached->version, version) != 0 ||
 		strcmp(rr->cached->sha256, sha256) != 0)
 		rr->model = load_model(version, checkpoint, sha256, rr->cxt);
+	if (rr->model != NULL)
+		set_data_range(rr->model, rr);
 	if (rr->want_ab)
 		read_ab_challengers(rr);
 }

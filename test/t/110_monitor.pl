@@ -55,6 +55,11 @@ my ($from, $to, $sum, $n) = split /\|/, sql(qq{
 my ($bt_sum, $bt_n) = split /\|/, sql(qq{
 	SELECT total_log_return || '|' || steps FROM rl_mlops.backtest_summary('ar', 'SYM001', '$from', '$to', '$good')});
 is($bt_n, $n, '1. backtest_summary() over the same bars makes as many decisions');
+is(sql(qq{SELECT low_sample || ' ' || in_sample || ' ' || (abs(sharpe_stderr - sqrt(periods_per_year / steps * (1 + sharpe ^ 2 / (2 * periods_per_year)))) < 1e-9)
+           FROM rl_mlops.backtest_summary('ar', 'SYM001', '$from', '$to', '$good')}), 'true false true',
+	'1. ... flagged low_sample (80 decisions), not in_sample (after its data), with the Sharpe ratio\'s standard error');
+is(sql(qq{SELECT in_sample FROM rl_mlops.backtest_summary('ar', 'SYM001', now() - interval '1 day', now(), '$good')}), 't',
+	'1. a backtest over its training bars is flagged in_sample');
 ok(abs($bt_sum - $sum) < 1e-9, "1. the ledger's total equals backtest_summary()'s ($sum vs $bt_sum)");
 is(sql(qq{SELECT decisions || ' ' || round(total_return::numeric, 9) FROM rl_mlops.live_performance
            WHERE agent = 'ar' AND version = '$good'}),

@@ -21,3 +21,8 @@ DROP FUNCTION rl_mlops._cron_job_name(text);
 -- call ambiguous.  It is executable by PUBLIC in both versions.
 DROP FUNCTION rl_mlops.synthetic_bars(integer, integer, double precision, double precision,
                                       timestamptz, interval, double precision);
+
+-- backtest_summary() gains sharpe_stderr, low_sample and in_sample (OUT
+-- columns at the end): a function's result type cannot be replaced.  It is
+-- executable by PUBLIC in both versions.
+DROP FUNCTION rl_mlops.backtest_summary(text, text, timestamptz, timestamptz, text);
