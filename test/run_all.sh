@@ -20,6 +20,8 @@ work=$(mktemp -d /tmp/rl_mlops_test.XXXXXX)
 cp -r "$src/sql" "$src/expected" "$src/test" "$src/src" "$work/"
 [ -d "$src/bench" ] && cp -r "$src/bench" "$work/"
 [ -d "$src/tools" ] && cp -r "$src/tools" "$work/"
+# the README's SQL blocks are a test (test/t/180_readme.pl)
+cp "$src/README.md" "$work/"
 chown -R "$user" "$work"
 
 passed=0

@@ -177,6 +177,13 @@ CREATE TABLE IF NOT EXISTS rl_mlops.runs (
 -- Lineage: the exact settings a run used (runs.settings, in
 -- 30_training.sql), copied to its model; tags and a description a person
 -- gives a version (tag_model).
+-- What a checkpoint file itself says: "rl_mlops/1" files carry their
+-- architecture and sigma; a plain PyTorch state_dict ("pt" or "none") gets
+-- them from the agent and import_model(sigma => ...), kept in this row.
+ALTER TABLE rl_mlops.models ADD COLUMN IF NOT EXISTS file_format text NOT NULL DEFAULT 'rl_mlops/1'
+                                CONSTRAINT file_format_is_known
+                                CHECK (file_format IN ('rl_mlops/1', 'pt', 'none')),
+                            ADD COLUMN IF NOT EXISTS widened_from text;
 ALTER TABLE rl_mlops.models ADD COLUMN IF NOT EXISTS settings jsonb,
                             ADD COLUMN IF NOT EXISTS tags jsonb NOT NULL DEFAULT '{}',
                             ADD COLUMN IF NOT EXISTS description text;
@@ -201,20 +208,36 @@ SELECT pg_catalog.pg_extension_config_dump('rl_mlops.runs_id_seq', '');
 -- Internal C functions: bytes only, never granted to PUBLIC
 --------------------------------------------------------------------------
 
+-- sigma NULL: the file must carry its own (rl_mlops metadata).
 CREATE OR REPLACE FUNCTION rl_mlops._store_checkpoint(
     data bytea, window_size integer, n_features integer, hidden_size integer,
-    OUT checkpoint oid, OUT sha256 text, OUT size_bytes bigint, OUT sigma double precision)
+    sigma double precision DEFAULT NULL,
+    OUT checkpoint oid, OUT sha256 text, OUT size_bytes bigint, OUT sigma double precision,
+    OUT file_format text, OUT widened_from text)
 RETURNS record
-AS 'MODULE_PATHNAME', 'rl_store_checkpoint' LANGUAGE C STRICT VOLATILE;
+AS 'MODULE_PATHNAME', 'rl_store_checkpoint' LANGUAGE C VOLATILE;
+
+-- An imported version's holdout backtest and gate (validate_model).
+CREATE OR REPLACE FUNCTION rl_mlops._judge_imported(agent text, version text, champion text)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'rl_judge_imported' LANGUAGE C VOLATILE;
+
+-- The network alone as an rl_mlops/1 file (export_model(optimizer => false)).
+CREATE OR REPLACE FUNCTION rl_mlops._network_checkpoint(
+    data bytea, window_size integer, n_features integer, hidden_size integer,
+    sigma double precision, version text)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'rl_network_checkpoint' LANGUAGE C VOLATILE;
 
 CREATE OR REPLACE FUNCTION rl_mlops._read_checkpoint(checkpoint oid, sha256 text)
 RETURNS bytea
 AS 'MODULE_PATHNAME', 'rl_read_checkpoint' LANGUAGE C STRICT STABLE;
 
 CREATE OR REPLACE FUNCTION rl_mlops._validate_checkpoint(
-    checkpoint oid, sha256 text, window_size integer, n_features integer, hidden_size integer)
+    checkpoint oid, sha256 text, window_size integer, n_features integer, hidden_size integer,
+    sigma double precision)
 RETURNS jsonb
-AS 'MODULE_PATHNAME', 'rl_validate_checkpoint' LANGUAGE C STRICT VOLATILE;
+AS 'MODULE_PATHNAME', 'rl_validate_checkpoint' LANGUAGE C VOLATILE;
 
 CREATE OR REPLACE FUNCTION rl_mlops._invalidate_serving()
 RETURNS void
@@ -465,6 +488,8 @@ AS $$
 #variable_conflict use_column
 DECLARE
     a rl_mlops.agents;
+    err text;
+    err_constraint text;
 BEGIN
     PERFORM rl_mlops._lock_agent(configure.name);
     UPDATE rl_mlops.agents SET
@@ -506,6 +531,12 @@ BEGIN
      WHERE name = configure.name
     RETURNING * INTO a;
     RETURN a;
+EXCEPTION WHEN check_violation THEN
+    -- say which setting, without the 36-line statement and failing row
+    GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, err_constraint = CONSTRAINT_NAME;
+    RAISE EXCEPTION '%', err
+        USING ERRCODE = 'check_violation', CONSTRAINT = err_constraint,
+              HINT = 'The constraint''s name says the allowed values; \d+ rl_mlops.agents lists them all.';
 END
 $$;
 
@@ -515,14 +546,17 @@ $$;
 
 -- Register a checkpoint made elsewhere (for example in PyTorch).  The
 -- bytes must pass the strict parser and match the agent's architecture;
--- the new version starts in state 'registered'.
+-- the new version starts in state 'registered'.  A plain state_dict
+-- (safetensors metadata {"format": "pt"} or none) needs sigma; the bytes
+-- are kept as given.
 CREATE OR REPLACE FUNCTION rl_mlops.import_model(
     agent text,
     checkpoint bytea,
     training_epochs integer DEFAULT NULL,
     training_loss double precision DEFAULT NULL,
     metrics jsonb DEFAULT '{}',
-    parent_version text DEFAULT NULL)
+    parent_version text DEFAULT NULL,
+    sigma double precision DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -539,13 +573,15 @@ BEGIN
     IF import_model.parent_version IS NOT NULL THEN
         PERFORM rl_mlops._model(a.name, import_model.parent_version);
     END IF;
-    s := rl_mlops._store_checkpoint(import_model.checkpoint, a.window_size, a.n_features, a.hidden_size);
+    s := rl_mlops._store_checkpoint(import_model.checkpoint, a.window_size, a.n_features,
+                                    a.hidden_size, import_model.sigma);
     v := rl_mlops._new_version(a.name);
     INSERT INTO rl_mlops.models (agent, version, checkpoint, sha256, size_bytes, origin,
-                                 parent_version, training_epochs, training_loss, sigma, metrics)
+                                 parent_version, training_epochs, training_loss, sigma, metrics,
+                                 file_format, widened_from)
     VALUES (a.name, v, s.checkpoint, s.sha256, s.size_bytes, 'imported',
             import_model.parent_version, import_model.training_epochs, import_model.training_loss,
-            s.sigma, coalesce(import_model.metrics, '{}'));
+            s.sigma, coalesce(import_model.metrics, '{}'), s.file_format, s.widened_from);
     -- the same bytes again make a new version (a copy can be deployed or
     -- challenge on its own), but never without a word
     SELECT string_agg(format('%s (%s)', x.version, x.state), ', ' ORDER BY x.created_at, x.version)
@@ -561,14 +597,18 @@ END
 $$;
 
 -- The checkpoint bytes of a version (default: the active one), verified
--- against the recorded sha256.
-CREATE OR REPLACE FUNCTION rl_mlops.export_model(agent text, version text DEFAULT NULL)
+-- against the recorded sha256: exactly the bytes registered.  With
+-- optimizer => false, the network alone as an rl_mlops/1 file (F32, the
+-- registry's version and sigma, no Adam state).
+CREATE OR REPLACE FUNCTION rl_mlops.export_model(agent text, version text DEFAULT NULL,
+                                                 optimizer boolean DEFAULT true)
 RETURNS bytea
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     m rl_mlops.models;
+    a rl_mlops.agents;
 BEGIN
     IF export_model.version IS NULL THEN
         SELECT * INTO m FROM rl_mlops.models
@@ -582,7 +622,16 @@ BEGIN
     ELSE
         m := rl_mlops._model(export_model.agent, export_model.version);
     END IF;
-    RETURN rl_mlops._read_checkpoint(m.checkpoint, m.sha256);
+    IF export_model.optimizer IS NULL THEN
+        RAISE EXCEPTION 'optimizer must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF export_model.optimizer THEN
+        RETURN rl_mlops._read_checkpoint(m.checkpoint, m.sha256);
+    END IF;
+    SELECT * INTO a FROM rl_mlops.agents WHERE name = m.agent;
+    RETURN rl_mlops._network_checkpoint(rl_mlops._read_checkpoint(m.checkpoint, m.sha256),
+                                        a.window_size, a.n_features, a.hidden_size,
+                                        m.sigma, m.version);
 END
 $$;
 
@@ -603,7 +652,10 @@ $$;
 
 -- Run the validation checks on a version and record each check's result.
 -- registered/validated/rejected versions become 'validated' or
--- 'rejected'; an active or archived version keeps its state.
+-- 'rejected'; an active or archived version keeps its state.  An imported
+-- version is also judged like a trained one: its holdout backtest on the
+-- agent's data (read as the caller) and the agent's deployment gate
+-- against the active model on the same bars.
 CREATE OR REPLACE FUNCTION rl_mlops.validate_model(agent text, version text)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -613,12 +665,46 @@ DECLARE
     a rl_mlops.agents := rl_mlops._lock_agent(validate_model.agent);
     m rl_mlops.models := rl_mlops._model(a.name, validate_model.version);
     result jsonb;
+    champion text;
+    judged jsonb;
+    new_metrics jsonb;
+    err text;
+    err_detail text;
 BEGIN
     result := rl_mlops._validate_checkpoint(m.checkpoint, m.sha256, a.window_size,
-                                            a.n_features, a.hidden_size)
+                                            a.n_features, a.hidden_size, m.sigma)
               || jsonb_build_object('validated_at', now());
+    IF (result ->> 'ok')::boolean AND m.origin = 'imported' THEN
+        SELECT x.version INTO champion FROM rl_mlops.models x
+         WHERE x.agent = a.name AND x.state = 'active' AND x.version <> m.version;
+        BEGIN
+            judged := rl_mlops._judge_imported(a.name, m.version, champion);
+            result := jsonb_set(result, '{checks,holdout_backtest}', jsonb_build_object(
+                          'ok', true,
+                          'message', format('%s decisions on %s symbols of the agent''s data: net log return %s, Sharpe %s%s',
+                                            judged #>> '{holdout,steps}', judged ->> 'symbols',
+                                            round((judged #>> '{holdout,total_log_return}')::numeric, 4),
+                                            round((judged #>> '{holdout,sharpe}')::numeric, 3),
+                                            CASE WHEN champion IS NOT NULL
+                                                 THEN format(' (active %s on the same bars: %s, Sharpe %s)', champion,
+                                                             round((judged #>> '{champion,total_log_return}')::numeric, 4),
+                                                             round((judged #>> '{champion,sharpe}')::numeric, 3))
+                                                 ELSE '' END)));
+            result := jsonb_set(result, '{checks,deploy_gate}', judged -> 'deploy_gate');
+            new_metrics := m.metrics || (judged - 'deploy_gate');
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, err_detail = PG_EXCEPTION_DETAIL;
+            -- the backtest informs; only a comparing gate needs it
+            result := jsonb_set(result, '{checks,holdout_backtest}', jsonb_build_object(
+                          'ok', a.deploy_gate = 'valid' OR champion IS NULL,
+                          'message', 'not run: ' || err || coalesce(nullif(': ' || err_detail, ': '), '')));
+        END;
+        result := jsonb_set(result, '{ok}', to_jsonb(NOT EXISTS (
+                      SELECT 1 FROM jsonb_each(result -> 'checks') c WHERE NOT (c.value ->> 'ok')::boolean)));
+    END IF;
     UPDATE rl_mlops.models
        SET validation = result,
+           metrics = coalesce(new_metrics, metrics),
            validated_at = now(),
            state = CASE
                      WHEN state IN ('active', 'archived') THEN state
@@ -656,7 +742,7 @@ BEGIN
 
     -- The large object may have changed since validation: check it again.
     recheck := rl_mlops._validate_checkpoint(m.checkpoint, m.sha256, a.window_size,
-                                             a.n_features, a.hidden_size);
+                                             a.n_features, a.hidden_size, m.sigma);
     IF NOT (recheck ->> 'ok')::boolean THEN
         RAISE EXCEPTION 'model version "%" of agent "%" no longer passes validation', m.version, a.name
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -1026,7 +1112,7 @@ BEGIN
                 'total_models', total,
                 'retention_days', a.retention_days),
             'scheduler', jsonb_build_object(
-                'enabled', a.scheduler_enabled,
+                'enabled', a.scheduler_enabled AND coalesce(rl_mlops._has_cron_job(a.name), true),
                 'is_training', running.id IS NOT NULL,
                 'last_retrain_time', a.last_retrain_time,
                 'next_retrain_time', a.last_retrain_time + make_interval(days => a.interval_days),
@@ -1066,6 +1152,9 @@ BEGIN
                        'state', m.state,
                        'created_at', m.created_at,
                        'sha256', m.sha256,
+                       'sigma', m.sigma,
+                       'file_format', m.file_format,
+                       'widened_from', m.widened_from,
                        'parent_version', m.parent_version,
                        'metrics', m.metrics)
                    ORDER BY m.created_at, m.version)
@@ -1089,7 +1178,7 @@ SELECT agent, version, state, pinned, origin, parent_version,
        (validation ->> 'ok')::boolean AS valid,
        created_at, deployed_at, archived_at,
        checkpoint, left(sha256, 12) AS sha256_prefix, file_name,
-       size_bytes, tags, description
+       size_bytes, tags, description, sigma, file_format, widened_from
   FROM rl_mlops.models
  ORDER BY agent, created_at DESC, version DESC;
 
@@ -1115,9 +1204,11 @@ SELECT a.name AS agent, m.version, m.deployed_at, now() - m.deployed_at AS activ
 REVOKE ALL ON FUNCTION
     rl_mlops._caller(),
     rl_mlops._failed_checks(jsonb),
-    rl_mlops._store_checkpoint(bytea, integer, integer, integer),
+    rl_mlops._store_checkpoint(bytea, integer, integer, integer, double precision),
+    rl_mlops._network_checkpoint(bytea, integer, integer, integer, double precision, text),
+    rl_mlops._judge_imported(text, text, text),
     rl_mlops._read_checkpoint(oid, text),
-    rl_mlops._validate_checkpoint(oid, text, integer, integer, integer),
+    rl_mlops._validate_checkpoint(oid, text, integer, integer, integer, double precision),
     rl_mlops._invalidate_serving(),
     rl_mlops._lock_agent(text),
     rl_mlops._model(text, text),
@@ -1135,8 +1226,8 @@ REVOKE ALL ON FUNCTION
                        double precision, bigint, integer, integer, integer, boolean, integer,
                        text, double precision, integer, boolean, double precision, integer,
                        double precision, interval, interval, integer, boolean, boolean, text, double precision),
-    rl_mlops.import_model(text, bytea, integer, double precision, jsonb, text),
-    rl_mlops.export_model(text, text),
+    rl_mlops.import_model(text, bytea, integer, double precision, jsonb, text, double precision),
+    rl_mlops.export_model(text, text, boolean),
     rl_mlops.validate_model(text, text),
     rl_mlops.deploy_model(text, text, text),
     rl_mlops.rollback(text, text, text),

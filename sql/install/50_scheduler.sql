@@ -94,6 +94,42 @@ BEGIN
 END
 $$;
 
+-- Whether the agent has a pg_cron job of a kind; NULL when the caller may
+-- not look (no EXECUTE on cron_job).  "enabled" in scheduler_status and
+-- status() is the setting and such a job: a setting on with no job starts
+-- nothing.
+CREATE OR REPLACE FUNCTION rl_mlops._has_cron_job(p_agent text, p_kind text DEFAULT 'retrain')
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN pg_catalog.has_function_privilege('rl_mlops.cron_job(text, text)', 'EXECUTE')
+                THEN (rl_mlops._cron_job_if_granted(p_agent, p_kind)).jobid IS NOT NULL END
+$$;
+
+-- Pause, resume or change the interval of an agent's scheduled
+-- retraining, and nothing else: what (un)schedule_retraining set, so that
+-- an operator may schedule without EXECUTE on configure() and every
+-- setting it changes.
+CREATE OR REPLACE FUNCTION rl_mlops.set_scheduler(agent text, enabled boolean DEFAULT NULL,
+                                                  interval_days integer DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a rl_mlops.agents := rl_mlops._lock_agent(set_scheduler.agent);
+BEGIN
+    UPDATE rl_mlops.agents
+       SET scheduler_enabled = coalesce(set_scheduler.enabled, scheduler_enabled),
+           interval_days = coalesce(set_scheduler.interval_days, agents.interval_days)
+     WHERE name = a.name
+    RETURNING * INTO a;
+    RETURN jsonb_build_object('agent', a.name, 'enabled', a.scheduler_enabled,
+                              'interval_days', a.interval_days);
+END
+$$;
+
 -- Remove the agent's pg_cron job of a kind; true if there was one.  As
 -- the owner (drop_agent) any role's job; as another caller (the unschedule
 -- functions) pg_cron itself refuses another role's job unless superuser.
@@ -206,9 +242,8 @@ DECLARE
     job bigint;
 BEGIN
     PERFORM rl_mlops._check_cron_scheduler(schedule_retraining.agent, 'retrain');
-    PERFORM rl_mlops.configure(schedule_retraining.agent,
-                               interval_days => schedule_retraining.interval_days,
-                               scheduler_enabled => true);
+    PERFORM rl_mlops.set_scheduler(schedule_retraining.agent, enabled => true,
+                                   interval_days => schedule_retraining.interval_days);
     EXECUTE 'SELECT cron.schedule($1, $2, $3)'
        INTO job
       USING rl_mlops._cron_job_name(schedule_retraining.agent),
@@ -228,7 +263,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM rl_mlops._require_pg_cron();
-    PERFORM rl_mlops.configure(unschedule_retraining.agent, scheduler_enabled => false);
+    PERFORM rl_mlops.set_scheduler(unschedule_retraining.agent, enabled => false);
     RETURN rl_mlops._unschedule_cron_job(unschedule_retraining.agent, 'retrain');
 END
 $$;
@@ -238,7 +273,8 @@ $$;
 -- they are NULL.
 CREATE OR REPLACE VIEW rl_mlops.scheduler_status AS
 SELECT a.name AS agent,
-       a.scheduler_enabled AS enabled,
+       a.scheduler_enabled AND coalesce(j.jobid IS NOT NULL OR NOT pg_catalog.has_function_privilege(
+           'rl_mlops.cron_job(text, text)', 'EXECUTE'), true) AS enabled,
        a.interval_days,
        a.last_retrain_time,
        a.last_retrain_time + make_interval(days => a.interval_days) AS next_retrain_time,
@@ -247,7 +283,8 @@ SELECT a.name AS agent,
        j.jobid AS cron_jobid, j.schedule AS cron_schedule, j.active AS cron_active,
        j.username AS cron_role,
        j.last_run_status AS cron_last_status, j.last_run_message AS cron_last_message,
-       j.last_run_at AS cron_last_run_at
+       j.last_run_at AS cron_last_run_at,
+       a.scheduler_enabled
   FROM rl_mlops.agents a
   LEFT JOIN LATERAL (SELECT * FROM rl_mlops.runs x
                       WHERE x.agent = a.name
@@ -264,5 +301,6 @@ REVOKE ALL ON FUNCTION
     rl_mlops.retrain_due(text),
     rl_mlops.retrain_if_due(text),
     rl_mlops.schedule_retraining(text, integer, text),
-    rl_mlops.unschedule_retraining(text)
+    rl_mlops.unschedule_retraining(text),
+    rl_mlops.set_scheduler(text, boolean, integer)
 FROM PUBLIC;

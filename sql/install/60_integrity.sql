@@ -108,7 +108,7 @@ BEGIN
     -- and owner, then its bytes (sha256) and, for the versions that may be
     -- deployed, the checks a deploy would make.
     FOR r IN
-        SELECT m.agent, m.version, m.state, m.checkpoint, m.sha256, m.validation,
+        SELECT m.agent, m.version, m.state, m.checkpoint, m.sha256, m.validation, m.sigma,
                a.window_size, a.n_features, a.hidden_size,
                l.oid IS NOT NULL AS lo_exists, l.lomowner
           FROM rl_mlops.models m
@@ -135,7 +135,7 @@ BEGIN
             RETURN NEXT p;
         END IF;
         v := rl_mlops._validate_checkpoint(r.checkpoint, r.sha256, r.window_size, r.n_features,
-                                           r.hidden_size);
+                                           r.hidden_size, r.sigma);
         IF (v ->> 'ok')::boolean THEN
             CONTINUE;
         END IF;

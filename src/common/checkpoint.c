@@ -59,10 +59,32 @@ typedef enum TensorField
 	TF_OFFSETS
 } TensorField;
 
+/*
+ * Element types a checkpoint may store.  PyTorch users save F16, BF16 or
+ * F64 as often as F32; everything is widened (or, for F64, rounded) to F32
+ * on reading, which is what the network computes in.
+ */
+typedef enum RlDtype
+{
+	RL_DTYPE_F32 = 0,
+	RL_DTYPE_F16,
+	RL_DTYPE_BF16,
+	RL_DTYPE_F64
+} RlDtype;
+
+static const struct
+{
+	const char *name;
+	int			size;
+}			rl_dtypes[] = {
+	{"F32", 4}, {"F16", 2}, {"BF16", 2}, {"F64", 8}
+};
+
 /* A tensor's header entry as read, before it is validated. */
 typedef struct HeaderTensor
 {
 	char	   *name;
+	RlDtype		dtype;
 	bool		has_dtype;
 	bool		has_shape;
 	bool		has_offsets;
@@ -369,11 +391,15 @@ hdr_scalar(void *state, char *token, JsonTokenType tokentype)
 	if (st->depth == 2 && !st->in_meta && st->field == TF_DTYPE &&
 		tokentype == JSON_TOKEN_STRING)
 	{
-		if (strcmp(token, "F32") != 0)
-			bad_tensor(t->name,
-					   psprintf("Its dtype is \"%s\"; only F32 is supported.",
-								clip(token)));
-		return;
+		for (int i = 0; i < lengthof(rl_dtypes); i++)
+			if (strcmp(token, rl_dtypes[i].name) == 0)
+			{
+				t->dtype = (RlDtype) i;
+				return;
+			}
+		bad_tensor(t->name,
+				   psprintf("Its dtype is \"%s\"; only F32, F16, BF16 and F64 are supported.",
+							clip(token)));
 	}
 	if (st->depth == 3 && tokentype == JSON_TOKEN_NUMBER)
 	{
@@ -502,24 +528,76 @@ cmp_by_begin(const void *a, const void *b)
 	return 0;
 }
 
-/* Copy n little-endian float32 values into host order. */
-static void
-copy_from_le(float *dst, const char *src, int64 n)
+/* An IEEE 754 half-precision value as a float (exact: every F16 is an F32). */
+static float
+half_to_float(uint16 h)
 {
-#ifdef WORDS_BIGENDIAN
+	uint32		sign = (uint32) (h & 0x8000) << 16;
+	uint32		exponent = (h >> 10) & 0x1f;
+	uint32		mantissa = h & 0x3ff;
+	uint32		bits;
+	float		f;
+
+	if (exponent == 0)
+	{
+		/* zero or subnormal: mantissa * 2^-24 */
+		f = ldexpf((float) mantissa, -24);
+		return sign ? -f : f;
+	}
+	if (exponent == 31)
+		bits = sign | 0x7f800000 | (mantissa << 13);	/* inf or NaN */
+	else
+		bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+	memcpy(&f, &bits, sizeof(f));
+	return f;
+}
+
+/*
+ * Copy n little-endian elements of a dtype into host-order floats: F32 as
+ * is, F16 and BF16 widened exactly, F64 rounded to nearest.
+ */
+static void
+read_elements(float *dst, const char *src, int64 n, RlDtype dtype)
+{
+	const unsigned char *u = (const unsigned char *) src;
 	int64		i;
 
 	for (i = 0; i < n; i++)
 	{
-		uint32		u;
+		switch (dtype)
+		{
+			case RL_DTYPE_F32:
+				{
+					const unsigned char *e = u + 4 * i;
+					uint32		bits = e[0] | (e[1] << 8) | (e[2] << 16) |
+						((uint32) e[3] << 24);
 
-		memcpy(&u, src + 4 * i, 4);
-		u = pg_bswap32(u);
-		memcpy(&dst[i], &u, 4);
+					memcpy(&dst[i], &bits, 4);
+					break;
+				}
+			case RL_DTYPE_F16:
+				dst[i] = half_to_float((uint16) (u[2 * i] | (u[2 * i + 1] << 8)));
+				break;
+			case RL_DTYPE_BF16:
+				{
+					uint32		bits = (uint32) (u[2 * i] | (u[2 * i + 1] << 8)) << 16;
+
+					memcpy(&dst[i], &bits, 4);
+					break;
+				}
+			case RL_DTYPE_F64:
+				{
+					uint64		bits = 0;
+					double		d;
+
+					for (int b = 7; b >= 0; b--)
+						bits = (bits << 8) | u[8 * i + b];
+					memcpy(&d, &bits, 8);
+					dst[i] = (float) d;
+					break;
+				}
+		}
 	}
-#else
-	memcpy(dst, src, n * sizeof(float));
-#endif
 }
 
 /* Copy n host-order floats out as little-endian float32. */
@@ -542,13 +620,103 @@ copy_to_le(char *dst, const float *src, int64 n)
 #endif
 }
 
+/* Remember that tensors of dtype were widened to F32 ("F16", "F16, F64"). */
+static void
+note_widened(RlCheckpoint *ckpt, const char *dtype)
+{
+	if (ckpt->widened_from == NULL)
+		ckpt->widened_from = pstrdup(dtype);
+	else if (strstr(ckpt->widened_from, dtype) == NULL)
+		ckpt->widened_from = psprintf("%s, %s", ckpt->widened_from, dtype);
+}
+
+/*
+ * Read __metadata__ into ckpt.  Our own files (format "rl_mlops/1") carry
+ * the architecture and sigma.  A state_dict saved from PyTorch the usual
+ * way (format "pt", or no metadata at all) carries neither: the
+ * architecture is then the agent's (rl_checkpoint_check_arch compares the
+ * tensor shapes with it) and sigma must come from the registry.
+ */
+static void
+read_metadata(const HeaderState *st, const RlCheckpointKnown *known,
+			  RlCheckpoint *ckpt)
+{
+	const char *v = st->seen_meta ? meta_get(st, "format") : NULL;
+	char	   *end;
+
+	if (v == NULL || strcmp(v, "pt") == 0)
+	{
+		ckpt->format = pstrdup(v ? v : "none");
+		if (known == NULL || !isfinite(known->sigma) || known->sigma <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("checkpoint has no rl_mlops metadata, so sigma must be given"),
+					 errdetail("%s  sigma, the standard deviation of the one-bar log returns the model was trained on, scales its observations.",
+							   v ? "Its __metadata__ says format \"pt\", as safetensors.torch.save_file writes it." :
+							   !st->seen_meta ? "It has no __metadata__." :
+							   "Its __metadata__ has no \"format\" key."),
+					 errhint("Pass it: SELECT rl_mlops.import_model('agent', checkpoint, sigma => 0.0012);")));
+		ckpt->arch = known->arch;
+		ckpt->sigma = known->sigma;
+	}
+	else if (strcmp(v, RL_CHECKPOINT_FORMAT) == 0)
+	{
+		ckpt->format = pstrdup(v);
+		ckpt->arch.window = meta_int(st, "window", 1);
+		ckpt->arch.n_features = meta_int(st, "n_features", 0);
+		ckpt->arch.obs_dim = meta_int(st, "obs_dim", 1);
+		ckpt->arch.hidden = meta_int(st, "hidden", 1);
+		ckpt->arch.n_actions = meta_int(st, "n_actions", 1);
+		if ((v = arch_fields_problem(&ckpt->arch)) != NULL)
+			bad_metadata(v);
+
+		v = meta_require(st, "sigma");
+		ckpt->sigma = strtod(v, &end);
+		if (v[0] == '\0' || isspace((unsigned char) v[0]) || *end != '\0' ||
+			!isfinite(ckpt->sigma) || ckpt->sigma <= 0)
+			bad_metadata(psprintf("Key \"sigma\" is \"%s\", not a positive finite number.",
+								  clip(v)));
+		/* a sigma the caller gives must be the one the file records */
+		if (known != NULL && isfinite(known->sigma) &&
+			fabs(known->sigma - ckpt->sigma) > 1e-9 * ckpt->sigma)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("sigma %.17g does not match the checkpoint's", known->sigma),
+					 errdetail("The checkpoint's metadata records sigma %.17g.", ckpt->sigma),
+					 errhint("Leave sigma out: a checkpoint with rl_mlops metadata carries its own.")));
+		v = meta_get(st, "version");
+		ckpt->version = v ? pstrdup(v) : NULL;
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("invalid checkpoint metadata"),
+				 errdetail("The format is \"%s\"; this version of rl_mlops reads \"%s\", \"pt\" or none.",
+						   clip(v), RL_CHECKPOINT_FORMAT)));
+
+	/* keys with no meaning here are kept (and written back) as extras */
+	ckpt->extra = palloc0(sizeof(RlMetaItem) * Max(st->nmeta, 1));
+	for (int i = 0; i < st->nmeta; i++)
+	{
+		if (name_in(st->meta_keys[i], (char *const *) known_meta_keys,
+					N_KNOWN_META))
+			continue;
+		ckpt->extra[ckpt->nextra].key = st->meta_keys[i];
+		ckpt->extra[ckpt->nextra].value = st->meta_values[i];
+		ckpt->nextra++;
+	}
+}
+
 /*
  * Parse untrusted checkpoint bytes.  Checks the container completely
  * (bounds, JSON, dtypes, shapes, offsets, coverage, finiteness) but not the
- * architecture: see rl_checkpoint_check_arch.
+ * architecture: see rl_checkpoint_check_arch.  known (may be NULL) is what
+ * the registry knows of the model, for a plain PyTorch file that lacks our
+ * metadata.
  */
 RlCheckpoint *
-rl_checkpoint_parse(const char *buf, Size len, Size max_size)
+rl_checkpoint_parse(const char *buf, Size len, Size max_size,
+					const RlCheckpointKnown *known)
 {
 	uint64		hlen;
 	uint64		data_len;
@@ -556,8 +724,6 @@ rl_checkpoint_parse(const char *buf, Size len, Size max_size)
 	HeaderState *st;
 	HeaderTensor **order;
 	RlCheckpoint *ckpt;
-	const char *v;
-	char	   *end;
 	uint64		pos;
 	int			i;
 
@@ -596,42 +762,8 @@ rl_checkpoint_parse(const char *buf, Size len, Size max_size)
 	st = palloc0(sizeof(HeaderState));
 	parse_header(buf + 8, hlen, st);
 
-	/* metadata */
-	if (!st->seen_meta)
-		bad_header("The header has no __metadata__ entry.");
 	ckpt = palloc0(sizeof(RlCheckpoint));
-	v = meta_require(st, "format");
-	if (strcmp(v, RL_CHECKPOINT_FORMAT) != 0)
-		bad_metadata(psprintf("The format is \"%s\"; this version of rl_mlops reads \"%s\".",
-							  clip(v), RL_CHECKPOINT_FORMAT));
-	ckpt->format = pstrdup(v);
-	ckpt->arch.window = meta_int(st, "window", 1);
-	ckpt->arch.n_features = meta_int(st, "n_features", 0);
-	ckpt->arch.obs_dim = meta_int(st, "obs_dim", 1);
-	ckpt->arch.hidden = meta_int(st, "hidden", 1);
-	ckpt->arch.n_actions = meta_int(st, "n_actions", 1);
-	if ((v = arch_fields_problem(&ckpt->arch)) != NULL)
-		bad_metadata(v);
-
-	v = meta_require(st, "sigma");
-	ckpt->sigma = strtod(v, &end);
-	if (v[0] == '\0' || isspace((unsigned char) v[0]) || *end != '\0' ||
-		!isfinite(ckpt->sigma) || ckpt->sigma <= 0)
-		bad_metadata(psprintf("Key \"sigma\" is \"%s\", not a positive finite number.",
-							  clip(v)));
-	v = meta_get(st, "version");
-	ckpt->version = v ? pstrdup(v) : NULL;
-
-	ckpt->extra = palloc0(sizeof(RlMetaItem) * Max(st->nmeta, 1));
-	for (i = 0; i < st->nmeta; i++)
-	{
-		if (name_in(st->meta_keys[i], (char *const *) known_meta_keys,
-					N_KNOWN_META))
-			continue;
-		ckpt->extra[ckpt->nextra].key = st->meta_keys[i];
-		ckpt->extra[ckpt->nextra].value = st->meta_values[i];
-		ckpt->nextra++;
-	}
+	read_metadata(st, known, ckpt);
 
 	/* each tensor on its own */
 	for (i = 0; i < st->ntensors; i++)
@@ -659,10 +791,12 @@ rl_checkpoint_parse(const char *buf, Size len, Size max_size)
 			bad_tensor(t->name,
 					   psprintf("Its data_offsets end at " UINT64_FORMAT ", beyond the " UINT64_FORMAT " data bytes.",
 								t->offsets[1], data_len));
-		if (t->offsets[1] - t->offsets[0] != numel * 4)
+		if (t->offsets[1] - t->offsets[0] != numel * rl_dtypes[t->dtype].size)
 			bad_tensor(t->name,
-					   psprintf("Its data_offsets span " UINT64_FORMAT " bytes but its shape needs " UINT64_FORMAT ".",
-								t->offsets[1] - t->offsets[0], numel * 4));
+					   psprintf("Its data_offsets span " UINT64_FORMAT " bytes but its shape needs " UINT64_FORMAT " of %s.",
+								t->offsets[1] - t->offsets[0],
+								numel * rl_dtypes[t->dtype].size,
+								rl_dtypes[t->dtype].name));
 	}
 
 	/* together the tensors must tile the data region exactly */
@@ -710,7 +844,9 @@ rl_checkpoint_parse(const char *buf, Size len, Size max_size)
 		t->shape[1] = h->shape[1];
 		numel = rl_tensor_numel(t);
 		t->data = palloc(numel * sizeof(float));
-		copy_from_le(t->data, data + h->offsets[0], numel);
+		read_elements(t->data, data + h->offsets[0], numel, h->dtype);
+		if (h->dtype != RL_DTYPE_F32)
+			note_widened(ckpt, rl_dtypes[h->dtype].name);
 		for (j = 0; j < numel; j++)
 			if (!isfinite(t->data[j]))
 				ereport(ERROR,

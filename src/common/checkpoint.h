@@ -10,7 +10,10 @@
  * header maps tensor names to {"dtype": "F32", "shape": [...],
  * "data_offsets": [begin, end]} and holds "__metadata__", a map of strings:
  * format, window, n_features, obs_dim, hidden, n_actions, sigma and
- * (optionally) version, plus any extra keys.
+ * (optionally) version, plus any extra keys.  The reader also takes what
+ * PyTorch users save: F16, BF16 and F64 tensors (widened to F32), and
+ * metadata {"format": "pt"} or none, the architecture and sigma then
+ * coming from the registry (RlCheckpointKnown).
  *
  * Include postgres.h first.
  *
@@ -57,13 +60,26 @@ typedef struct RlMetaItem
 	char	   *value;
 } RlMetaItem;
 
+/*
+ * What the registry knows of a model whose file may lack it: the agent's
+ * architecture and the model row's sigma (NaN when not known, as for an
+ * import without sigma).
+ */
+typedef struct RlCheckpointKnown
+{
+	RlArch		arch;
+	double		sigma;
+} RlCheckpointKnown;
+
 typedef struct RlCheckpoint
 {
-	RlArch		arch;			/* from __metadata__ */
+	RlArch		arch;			/* from __metadata__, or known->arch */
 	double		sigma;			/* return normalisation, > 0 */
 	char	   *version;		/* may be NULL */
-	char	   *format;			/* as read; the writer always writes
+	char	   *format;			/* as read: "rl_mlops/1", "pt" or "none";
+								 * the writer always writes
 								 * RL_CHECKPOINT_FORMAT */
+	char	   *widened_from;	/* dtypes widened to F32 ("F16"), or NULL */
 	int32		nextra;			/* other __metadata__ keys, in file order */
 	RlMetaItem *extra;
 	int32		ntensors;
@@ -79,7 +95,8 @@ rl_tensor_numel(const RlTensor *t)
 
 extern bytea *rl_checkpoint_serialize(const RlCheckpoint *ckpt);
 extern RlCheckpoint *rl_checkpoint_parse(const char *buf, Size len,
-										 Size max_size);
+										 Size max_size,
+										 const RlCheckpointKnown *known);
 extern void rl_checkpoint_check_arch(const RlCheckpoint *ckpt,
 									 const RlArch *expected,
 									 bool require_optimizer);

@@ -24,6 +24,7 @@
 #include "miscadmin.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
 #include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
@@ -36,6 +37,7 @@
 
 PG_FUNCTION_INFO_V1(rl_store_checkpoint);
 PG_FUNCTION_INFO_V1(rl_read_checkpoint);
+PG_FUNCTION_INFO_V1(rl_network_checkpoint);
 PG_FUNCTION_INFO_V1(rl_validate_checkpoint);
 PG_FUNCTION_INFO_V1(rl_invalidate_serving);
 PG_FUNCTION_INFO_V1(rl_caller);
@@ -44,36 +46,70 @@ PG_FUNCTION_INFO_V1(rl_caller);
 #define PROBE_OBSERVATIONS 64
 #define PROBE_SEED 7
 
+/* The agent's architecture and a sigma (NULL: unknown) from SQL arguments. */
+static RlCheckpointKnown
+known_from_args(FunctionCallInfo fcinfo, int first)
+{
+	RlCheckpointKnown known;
+
+	for (int i = first; i < first + 3; i++)
+		if (PG_ARGISNULL(i))
+			elog(ERROR, "architecture arguments must not be null");
+	known.arch = rl_arch_make(PG_GETARG_INT32(first), PG_GETARG_INT32(first + 1),
+							  PG_GETARG_INT32(first + 2));
+	/* the 0.1.0 SQL declarations, until the upgrade, have no sigma */
+	known.sigma = PG_NARGS() <= first + 3 || PG_ARGISNULL(first + 3) ?
+		get_float8_nan() : PG_GETARG_FLOAT8(first + 3);
+	return known;
+}
+
 /*
- * _store_checkpoint(bytes, window, n_features, hidden): parse strictly,
- * check the architecture, then write the large object.  Nothing is written
- * when the bytes are refused.
+ * _store_checkpoint(bytes, window, n_features, hidden, sigma): parse
+ * strictly, check the architecture, then write the large object, exactly
+ * the bytes given.  Returns what the file says (or lacks): sigma, its
+ * format and the dtypes widened.  Nothing is written when the bytes are
+ * refused.
  */
 Datum
 rl_store_checkpoint(PG_FUNCTION_ARGS)
 {
-	bytea	   *data = PG_GETARG_BYTEA_PP(0);
-	RlArch		arch = rl_arch_make(PG_GETARG_INT32(1), PG_GETARG_INT32(2),
-									  PG_GETARG_INT32(3));
-	const char *buf = VARDATA_ANY(data);
-	Size		len = VARSIZE_ANY_EXHDR(data);
+	bytea	   *data;
+	RlCheckpointKnown known = known_from_args(fcinfo, 1);
+	const char *buf;
+	Size		len;
 	RlCheckpoint *ckpt;
 	char		sha[65];
 	TupleDesc	tupdesc;
-	Datum		values[4];
-	bool		nulls[4] = {0};
+	Datum		values[6];
+	bool		nulls[6] = {0};
 
+	if (PG_ARGISNULL(0))
+		elog(ERROR, "checkpoint must not be null");
+	data = PG_GETARG_BYTEA_PP(0);
+	buf = VARDATA_ANY(data);
+	len = VARSIZE_ANY_EXHDR(data);
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
-	ckpt = rl_checkpoint_parse(buf, len, RL_MAX_CHECKPOINT_BYTES);
-	rl_checkpoint_check_arch(ckpt, &arch, false);
+	if (PG_NARGS() > 4 && !PG_ARGISNULL(4) &&
+		(!isfinite(known.sigma) || known.sigma <= 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sigma must be a positive finite number"),
+				 errdetail("sigma is %g.", known.sigma)));
+	ckpt = rl_checkpoint_parse(buf, len, RL_MAX_CHECKPOINT_BYTES, &known);
+	rl_checkpoint_check_arch(ckpt, &known.arch, false);
 	rl_sha256_hex(buf, len, sha);
 
 	values[0] = ObjectIdGetDatum(rl_lo_write(buf, len));
 	values[1] = CStringGetTextDatum(sha);
 	values[2] = Int64GetDatum((int64) len);
 	values[3] = Float8GetDatum(ckpt->sigma);
+	values[4] = CStringGetTextDatum(ckpt->format);
+	if (ckpt->widened_from != NULL)
+		values[5] = CStringGetTextDatum(ckpt->widened_from);
+	else
+		nulls[5] = true;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
 													  values, nulls)));
 }
@@ -99,12 +135,43 @@ rl_read_checkpoint(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(result);
 }
 
+/*
+ * _network_checkpoint(bytes, window, n_features, hidden, sigma, version):
+ * the network alone, as an rl_mlops/1 checkpoint (F32, our metadata with
+ * the registry's version, no optimizer state): what export_model(...,
+ * optimizer => false) returns.
+ */
+Datum
+rl_network_checkpoint(PG_FUNCTION_ARGS)
+{
+	bytea	   *data;
+	RlCheckpointKnown known = known_from_args(fcinfo, 1);
+	RlCheckpoint *ckpt;
+	RlCheckpoint net;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(5))
+		elog(ERROR, "checkpoint and version must not be null");
+	data = PG_GETARG_BYTEA_PP(0);
+	ckpt = rl_checkpoint_parse(VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data),
+							   RL_MAX_CHECKPOINT_BYTES, &known);
+	rl_checkpoint_check_arch(ckpt, &known.arch, false);
+
+	net = *ckpt;
+	net.version = text_to_cstring(PG_GETARG_TEXT_PP(5));
+	net.ntensors = RL_N_PARAMS;
+	net.tensors = palloc(RL_N_PARAMS * sizeof(RlTensor));
+	for (int i = 0; i < RL_N_PARAMS; i++)
+		net.tensors[i] = *rl_checkpoint_tensor(ckpt, rl_checkpoint_param_names[i]);
+	PG_RETURN_BYTEA_P(rl_checkpoint_serialize(&net));
+}
+
 /* State shared by the validation steps. */
 typedef struct ValidateState
 {
 	Oid			loid;
 	const char *sha256;
 	RlArch		arch;
+	RlCheckpointKnown known;
 	char	   *buf;
 	Size		len;
 	RlCheckpoint *ckpt;
@@ -124,9 +191,15 @@ step_readable(ValidateState *st)
 static void
 step_loads(ValidateState *st)
 {
-	st->ckpt = rl_checkpoint_parse(st->buf, st->len, RL_MAX_CHECKPOINT_BYTES);
-	st->message = psprintf("safetensors parsed, %d tensors, sigma %g",
-						   st->ckpt->ntensors, st->ckpt->sigma);
+	st->ckpt = rl_checkpoint_parse(st->buf, st->len, RL_MAX_CHECKPOINT_BYTES,
+								   &st->known);
+	st->message = psprintf("safetensors parsed, %d tensors, sigma %g%s%s%s",
+						   st->ckpt->ntensors, st->ckpt->sigma,
+						   strcmp(st->ckpt->format, RL_CHECKPOINT_FORMAT) == 0 ? "" :
+						   psprintf(" (from the registry: the file's format is %s)",
+									st->ckpt->format),
+						   st->ckpt->widened_from ? ", widened to F32 from " : "",
+						   st->ckpt->widened_from ? st->ckpt->widened_from : "");
 }
 
 /* Architecture: the tensors are exactly the agent's network. */
@@ -226,7 +299,7 @@ run_step(void (*step) (ValidateState *), ValidateState *st, char **message)
 }
 
 /*
- * _validate_checkpoint(oid, sha256, window, n_features, hidden): the
+ * _validate_checkpoint(oid, sha256, window, n_features, hidden, sigma): the
  * validation checks, each recorded as {"ok", "message"}; a step that cannot
  * run because an earlier one failed is recorded as skipped.
  */
@@ -247,10 +320,12 @@ rl_validate_checkpoint(PG_FUNCTION_ARGS)
 	StringInfoData json;
 	bool		all_ok = true;
 
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		elog(ERROR, "checkpoint oid and sha256 must not be null");
 	st.loid = PG_GETARG_OID(0);
 	st.sha256 = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	st.arch = rl_arch_make(PG_GETARG_INT32(2), PG_GETARG_INT32(3),
-							 PG_GETARG_INT32(4));
+	st.known = known_from_args(fcinfo, 2);
+	st.arch = st.known.arch;
 
 	initStringInfo(&json);
 	appendStringInfoString(&json, "{\"checks\": {");

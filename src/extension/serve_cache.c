@@ -99,6 +99,7 @@ typedef struct RegistryRead
 	MemoryContext cxt;			/* where results go */
 	bool		has_model;		/* out: a model row was found */
 	ServeModel *model;			/* out: loaded, NULL if "cached" matched */
+	double		sigma;			/* out: the row's sigma */
 	bool		has_range;		/* out: the row's data_from and data_to */
 	TimestampTz data_from;
 	TimestampTz data_to;
@@ -195,6 +196,7 @@ read_model_row(RegistryRead *rr, char **version, Oid *checkpoint,
 			*checkpoint = DatumGetObjectId(rl_registry_column(rel, tup, "checkpoint", &isnull));
 			*sha256 = rl_registry_column_string(rel, tup, "sha256");
 			MemoryContextSwitchTo(old);
+			rr->sigma = DatumGetFloat8(rl_registry_column(rel, tup, "sigma", &isnull));
 			rr->data_from = DatumGetTimestampTz(rl_registry_column(rel, tup, "data_from", &isnull));
 			rr->has_range = !isnull;
 			rr->data_to = DatumGetTimestampTz(rl_registry_column(rel, tup, "data_to", &isnull));
@@ -221,12 +223,14 @@ copy_floats(const float *src, Size n)
  * eight parameter tensors, not the optimizer state) in cxt.  The tensors
  * are checked against the checkpoint's own architecture, which validation
  * matched with the agent's before the version could be deployed; decide()
- * and the backtests compare the two again.
+ * and the backtests compare the two again.  A plain PyTorch file has no
+ * architecture or sigma of its own: the agent's and the row's are used.
  */
 static ServeModel *
-load_model(const char *version, Oid checkpoint, const char *sha256,
-		   MemoryContext cxt)
+load_model(const char *agent, const char *version, Oid checkpoint,
+		   const char *sha256, double sigma, MemoryContext cxt)
 {
+	RlCheckpointKnown known = {{0}, sigma};
 	MemoryContext parse_cxt;
 	MemoryContext old;
 	char	   *buf;
@@ -242,7 +246,9 @@ load_model(const char *version, Oid checkpoint, const char *sha256,
 									  ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(parse_cxt);
 	buf = rl_lo_read_verified(checkpoint, sha256, &len);
-	ckpt = rl_checkpoint_parse(buf, len, RL_MAX_CHECKPOINT_BYTES);
+	ckpt = rl_checkpoint_parse(buf, len, RL_MAX_CHECKPOINT_BYTES, &known);
+	if (strcmp(ckpt->format, RL_CHECKPOINT_FORMAT) != 0)
+		ckpt->arch = rl_agent_read(agent)->arch;
 	arch = rl_arch_make(ckpt->arch.window, ckpt->arch.n_features, ckpt->arch.hidden);
 	rl_checkpoint_check_arch(ckpt, &arch, false);
 	rl_checkpoint_weights(ckpt, &w);
@@ -365,7 +371,8 @@ read_ab_challengers(RegistryRead *rr)
 		{
 			c->cxt = AllocSetContextCreate(CurrentMemoryContext, "rl_mlops challenger",
 										   ALLOCSET_SMALL_SIZES);
-			c->model = load_model(version, checkpoint, sha256, c->cxt);
+			c->model = load_model(rr->agent, version, checkpoint, sha256,
+								  one.sigma, c->cxt);
 			set_data_range(c->model, &one);
 			c->version = MemoryContextStrdup(c->cxt, version);
 		}
@@ -402,7 +409,8 @@ registry_read_body(RegistryRead *rr)
 	if (rr->cached == NULL || rr->cached->checkpoint != checkpoint ||
 		strcmp(rr->cached->version, version) != 0 ||
 		strcmp(rr->cached->sha256, sha256) != 0)
-		rr->model = load_model(version, checkpoint, sha256, rr->cxt);
+		rr->model = load_model(rr->agent, version, checkpoint, sha256,
+							   rr->sigma, rr->cxt);
 	if (rr->model != NULL)
 		set_data_range(rr->model, rr);
 	if (rr->want_ab)

@@ -20,7 +20,7 @@
 #include "backtest.h"
 #include "checkpoint.h"
 #include "torch/rl_torch.h"
-#include "trainer/dataset.h"
+#include "dataset.h"
 #include "trainer/ppo.h"
 #include "worker_protocol.h"
 
@@ -43,6 +43,8 @@ typedef struct RunState
 	double		sigma;
 	int32		epochs;
 	bool		warm_start;
+	bool		fresh_optimizer;	/* warm start without the parent's Adam
+									 * state */
 	char		torch_version[64];
 } RunState;
 
@@ -76,7 +78,8 @@ extern double rl_run_forward_agreement(const RunState *rs, RlTorchNet *net,
 									   const RlWeights *w);
 extern RlBacktestSummary rl_run_holdout_backtest(const RunState *rs, const RlWeights *w,
 												 double sigma);
-extern char *rl_run_metrics(const RunState *rs, const RlBacktestSummary *cand,
+extern char *rl_run_metrics(const RunState *rs, const RlWeights *w,
+							const RlBacktestSummary *cand,
 							const RlBacktestSummary *initial,
 							const RlBacktestSummary *champ, double diff);
 extern bool rl_run_gate_passes(const RunState *rs, const RlBacktestSummary *cand,

@@ -61,7 +61,7 @@ register_and_validate(RunState *rs, RlTorchNet *net, double loss,
 	/* The bytes serving will read: parse them back for the C forward pass. */
 	bytes = rl_checkpoint_serialize(rl_net_checkpoint(net, arch, rs->sigma, version));
 	parsed = rl_checkpoint_parse(VARDATA(bytes), VARSIZE(bytes) - VARHDRSZ,
-								 VARSIZE(bytes) - VARHDRSZ);
+								 VARSIZE(bytes) - VARHDRSZ, NULL);
 	rl_checkpoint_check_arch(parsed, arch, true);
 	rl_checkpoint_weights(parsed, &w);
 	diff = rl_run_forward_agreement(rs, net, &w);
@@ -70,7 +70,7 @@ register_and_validate(RunState *rs, RlTorchNet *net, double loss,
 		*champ = rl_run_holdout_backtest(rs, &rs->champion->weights, rs->champion->ckpt->sigma);
 
 	rl_run_register(rs, version, bytes, loss,
-					rl_run_metrics(rs, cand, initial, champ, diff));
+					rl_run_metrics(rs, &w, cand, initial, champ, diff));
 	/* libtorch and the C forward pass must agree: one more recorded check */
 	*valid = rl_run_record_check(rs->agent_name, version, "libtorch_agreement",
 								 diff <= AGREEMENT_TOLERANCE,

@@ -179,7 +179,9 @@ rl_run_load_champion(const char *agent, const RlArch *arch)
 	bool		isnull;
 	Oid			checkpoint;
 
-	if (owner_sql("SELECT version, checkpoint, sha256 FROM rl_mlops.models"
+	RlCheckpointKnown known;
+
+	if (owner_sql("SELECT version, checkpoint, sha256, sigma FROM rl_mlops.models"
 				  " WHERE agent OPERATOR(pg_catalog.=) $1"
 				  "   AND state OPERATOR(pg_catalog.=) 'active'", 1, types, values, NULL) == 0)
 		return NULL;
@@ -187,10 +189,13 @@ rl_run_load_champion(const char *agent, const RlArch *arch)
 	champ->version = result_text(1);
 	checkpoint = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
 												SPI_tuptable->tupdesc, 2, &isnull));
+	known.arch = *arch;
+	known.sigma = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 4, &isnull));
 	saved = rl_become_owner();
 	buf = rl_lo_read_verified(checkpoint, result_text(3), &len);
 	rl_restore_user(saved);
-	champ->ckpt = rl_checkpoint_parse(buf, len, len);
+	champ->ckpt = rl_checkpoint_parse(buf, len, len, &known);
 	rl_checkpoint_check_arch(champ->ckpt, arch, false);
 	rl_checkpoint_weights(champ->ckpt, &champ->weights);
 	return champ;

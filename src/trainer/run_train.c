@@ -148,7 +148,15 @@ rl_run_prepare_and_train(RunState *rs, const RlRunRequest *req, double *loss,
 				 errmsg("libtorch could not build the network"),
 				 errdetail("%s", err)));
 	if (rs->warm_start)
+	{
 		rl_net_load(net, rs->champion->ckpt);
+		/* a network saved without Adam's moments (a plain PyTorch state_dict) */
+		rs->fresh_optimizer = !rl_checkpoint_has_optimizer(rs->champion->ckpt);
+		if (rs->fresh_optimizer)
+			ereport(LOG,
+					(errmsg("rl_mlops: run " INT64_FORMAT ": version %s has no optimizer state; Adam starts from zero",
+							rs->run_id, rs->champion->version)));
+	}
 	rl_net_weights(net, &a->arch, initial_w);
 
 	memset(&tc, 0, sizeof(tc));

@@ -253,8 +253,8 @@ SELECT throws_ok($$SELECT rl_mlops.import_model('f', rl_test.checkpoint(1))$$, '
 CREATE TEMP TABLE val AS SELECT rl_mlops.validate_model('a', (SELECT version FROM v WHERE n = 1)) AS j;
 SELECT is((SELECT j -> 'ok' FROM val), 'true'::jsonb, 'validate_model: a good checkpoint is ok');
 SELECT is((SELECT array_agg(k ORDER BY k) FROM val, jsonb_object_keys(j -> 'checks') k),
-          ARRAY['architecture', 'forward_pass', 'loads', 'readable'],
-          'validation records the four checks of the original service');
+          ARRAY['architecture', 'forward_pass', 'holdout_backtest', 'loads', 'readable'],
+          'validation records the four checks of the original service, and an import''s holdout backtest');
 SELECT ok((SELECT bool_and((c.value -> 'ok') = 'true'::jsonb AND jsonb_typeof(c.value -> 'message') = 'string')
              FROM val, jsonb_each(j -> 'checks') c),
           'every check records ok and a message');
@@ -427,7 +427,7 @@ SELECT results_eq(
              (j #>> '{status,scheduler,next_retrain_time}')::timestamptz, (j #>> '{status,scheduler,interval_days}')::int
         FROM st$$,
     $$SELECT true, m.version, format('pg_largeobject:%s/checkpoint_%s.safetensors', m.checkpoint, m.version),
-             (SELECT count(*)::int FROM rl_mlops.models WHERE agent = 'a'), 30, true, false,
+             (SELECT count(*)::int FROM rl_mlops.models WHERE agent = 'a'), 30, false, false,  -- enabled: no pg_cron job
              '2025-11-28 15:30:00+00'::timestamptz, '2025-12-05 15:30:00+00'::timestamptz, 7
         FROM am m JOIN v USING (version) WHERE n = 3$$,
     'status(): the values (version, path, counts, next retrain = last + 7 days)');

@@ -5,7 +5,7 @@
 \set ON_ERROR_STOP 1
 BEGIN;
 SET LOCAL client_min_messages = error;
-SELECT plan(68);
+SELECT plan(72);
 
 CREATE EXTENSION rl_mlops;
 \ir helpers/checkpoint.sql
@@ -26,7 +26,7 @@ GRANT USAGE ON SCHEMA rl_mlops TO rl_test_deployer;
 GRANT EXECUTE ON FUNCTION rl_mlops.deploy_model(text, text, text) TO rl_test_deployer;
 CREATE ROLE rl_test_importer;
 GRANT USAGE ON SCHEMA rl_mlops TO rl_test_importer;
-GRANT EXECUTE ON FUNCTION rl_mlops.import_model(text, bytea, integer, double precision, jsonb, text) TO rl_test_importer;
+GRANT EXECUTE ON FUNCTION rl_mlops.import_model(text, bytea, integer, double precision, jsonb, text, double precision) TO rl_test_importer;
 CREATE ROLE rl_test_creator;
 GRANT USAGE ON SCHEMA rl_mlops TO rl_test_creator;
 GRANT EXECUTE ON FUNCTION rl_mlops.create_agent(text, regclass, name, name, name, name, integer, integer, integer)
@@ -36,7 +36,7 @@ CREATE ROLE rl_test_nobody;
 -- INVOKER) call, so their callers must be able to run them; each is
 -- harmless on its own (30_training.sql, 50_scheduler.sql, 70_monitoring.sql).
 CREATE TEMP TABLE rl_test_read_path AS
-SELECT ARRAY['_agent', '_run_unfinished', '_worker_alive', '_cron_job_if_granted', '_cron_job_name', '_require_pg_cron', '_monitoring_status', '_check_cron_scheduler', '_unschedule_cron_job', '_dashboard_data', '_dashboard_page', '_chart_js', '_holdout_loss']::name[] AS read_path;
+SELECT ARRAY['_agent', '_run_unfinished', '_worker_alive', '_cron_job_if_granted', '_cron_job_name', '_require_pg_cron', '_monitoring_status', '_check_cron_scheduler', '_unschedule_cron_job', '_dashboard_data', '_dashboard_page', '_chart_js', '_holdout_loss', '_has_cron_job']::name[] AS read_path;
 GRANT SELECT ON rl_test_read_path TO PUBLIC;
 CREATE TABLE rl_test.private_bars (symbol text, ts timestamptz, price float8);
 REVOKE ALL ON rl_test.private_bars FROM PUBLIC;
@@ -78,7 +78,9 @@ SELECT is(rl_test.as_role('rl_test_reader', format('SELECT rl_mlops.%s', call)),
     ('check_trainer()'),
     ('_store_checkpoint(rl_test.checkpoint(3), 32, 0, 64)'),
     ('_read_checkpoint((SELECT checkpoint FROM rl_mlops.models LIMIT 1), '''')'),
-    ('_validate_checkpoint((SELECT checkpoint FROM rl_mlops.models LIMIT 1), '''', 32, 0, 64)'),
+    ('_validate_checkpoint((SELECT checkpoint FROM rl_mlops.models LIMIT 1), '''', 32, 0, 64, 0.001)'),
+    ('_network_checkpoint(rl_test.checkpoint(3), 32, 0, 64, 0.001, ''20260101_000000'')'),
+    ('_judge_imported(''p'', (SELECT version FROM v WHERE n = 1), NULL)'),
     ('_invalidate_serving()'),
     ('_lock_agent(''p'')'),
     ('_model(''p'', (SELECT version FROM v WHERE n = 1))'),
@@ -106,9 +108,11 @@ SELECT is((SELECT array_agg(p.oid::regprocedure::text ORDER BY 1) FROM pg_proc p
 SELECT ok(NOT has_function_privilege('public', p.oid, 'EXECUTE'),
           format('PUBLIC cannot execute %s', p.oid::regprocedure))
   FROM pg_proc p
- WHERE p.oid IN ('rl_mlops._store_checkpoint(bytea, integer, integer, integer)'::regprocedure,
+ WHERE p.oid IN ('rl_mlops._store_checkpoint(bytea, integer, integer, integer, double precision)'::regprocedure,
+                 'rl_mlops._network_checkpoint(bytea, integer, integer, integer, double precision, text)'::regprocedure,
+                 'rl_mlops._judge_imported(text, text, text)'::regprocedure,
                  'rl_mlops._read_checkpoint(oid, text)'::regprocedure,
-                 'rl_mlops._validate_checkpoint(oid, text, integer, integer, integer)'::regprocedure,
+                 'rl_mlops._validate_checkpoint(oid, text, integer, integer, integer, double precision)'::regprocedure,
                  'rl_mlops._invalidate_serving()'::regprocedure,
                  'rl_mlops._lock_agent(text)'::regprocedure,
                  'rl_mlops._model(text, text)'::regprocedure,
@@ -195,7 +199,8 @@ SELECT cmp_ok((SELECT count(*)::int FROM pg_proc p WHERE p.pronamespace = 'rl_ml
 SELECT is((SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc p
             WHERE p.pronamespace = 'rl_mlops'::regnamespace AND p.prosecdef
               AND p.proname IN ('status', 'metadata', '_store_checkpoint', '_read_checkpoint',
-                                '_validate_checkpoint', '_invalidate_serving', '_on_drop_extension')),
+                                '_validate_checkpoint', '_network_checkpoint', '_judge_imported', '_invalidate_serving',
+                                '_on_drop_extension')),
           NULL, 'reading and internal C functions are not SECURITY DEFINER');
 SELECT is((SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc p
             WHERE p.pronamespace = 'rl_mlops'::regnamespace AND p.prosecdef

@@ -16,6 +16,12 @@ Needs only torch: the safetensors package is not required (the format is
   interop.py reference CKPT [OBS_JSON | --random N --seed S]
       plain-text weights, observations and PyTorch outputs for
       test/c/test_forward.c
+  interop.py save OUT [--seed 1 --obs-dim 33 --hidden 64 --format pt
+                       --dtype F32]
+      a freshly initialised TradingActorCritic's state_dict saved the way
+      safetensors.torch.save_file(model.state_dict(), OUT, metadata)
+      saves it: metadata {"format": "pt"} (or none with --format none),
+      tensors sorted by name, in F32, F16, BF16 or F64
   interop.py selftest
       write, read back, forward; prints "ok"
 
@@ -40,6 +46,28 @@ PARAM_NAMES = [
 ]
 ARCH_KEYS = ["window", "n_features", "obs_dim", "hidden", "n_actions"]
 MAX_HEADER = 100 * 1024 * 1024
+# safetensors dtype: (torch dtype, bytes per element)
+DTYPES = {"F32": (torch.float32, 4), "F16": (torch.float16, 2),
+          "BF16": (torch.bfloat16, 2), "F64": (torch.float64, 8)}
+
+
+def to_bytes(t, dtype):
+    """Little-endian bytes of a tensor stored as a safetensors dtype."""
+    t = t.detach().to(DTYPES[dtype][0]).contiguous().cpu().flatten()
+    if dtype in ("F16", "BF16"):
+        return struct.pack("<%dh" % t.numel(), *t.view(torch.int16).tolist())
+    fmt = "d" if dtype == "F64" else "f"
+    return struct.pack("<%d%s" % (t.numel(), fmt), *t.tolist())
+
+
+def from_bytes(raw, dtype, numel):
+    """A float32 tensor (widened or rounded as rl_mlops does) from raw bytes."""
+    if dtype in ("F16", "BF16"):
+        ints = torch.tensor(struct.unpack("<%dh" % numel, raw), dtype=torch.int16)
+        return ints.view(DTYPES[dtype][0]).to(torch.float32)
+    fmt = "d" if dtype == "F64" else "f"
+    return torch.tensor(struct.unpack("<%d%s" % (numel, fmt), raw),
+                        dtype=torch.float64).to(torch.float32)
 
 
 class TradingActorCritic(nn.Module):
@@ -112,18 +140,19 @@ def parse(buf):
         raise FormatError("header is not valid JSON: %s" % e)
     if not isinstance(header, dict):
         raise FormatError("header is not a JSON object")
-    metadata = header.pop("__metadata__", None)
+    metadata = header.pop("__metadata__", {})
     if not isinstance(metadata, dict):
-        raise FormatError("header has no __metadata__ object")
+        raise FormatError("__metadata__ is not an object")
     data = buf[8 + hlen:]
     tensors = {}
     spans = []
     for name, info in header.items():
         if not isinstance(info, dict):
             raise FormatError("tensor %s: entry is not an object" % name)
-        if info.get("dtype") != "F32":
-            raise FormatError("tensor %s: dtype %r, only F32 is supported"
-                              % (name, info.get("dtype")))
+        dtype = info.get("dtype")
+        if dtype not in DTYPES:
+            raise FormatError("tensor %s: dtype %r, not one of %s"
+                              % (name, dtype, ", ".join(DTYPES)))
         shape = info.get("shape")
         begin, end = info.get("data_offsets", (None, None))
         if (not isinstance(shape, list) or not 1 <= len(shape) <= 2
@@ -132,11 +161,10 @@ def parse(buf):
         numel = math.prod(shape)
         if (not isinstance(begin, int)
                 or not isinstance(end, int) or not 0 <= begin <= end <= len(data)
-                or end - begin != 4 * numel):
+                or end - begin != DTYPES[dtype][1] * numel):
             raise FormatError("tensor %s: bad shape or data_offsets" % name)
         spans.append((begin, end, name))
-        values = struct.unpack("<%df" % numel, data[begin:end])
-        t = torch.tensor(values, dtype=torch.float32).reshape(shape)
+        t = from_bytes(data[begin:end], dtype, numel).reshape(shape)
         if not torch.isfinite(t).all():
             raise FormatError("tensor %s has a non-finite value" % name)
         tensors[name] = t
@@ -148,6 +176,13 @@ def parse(buf):
     if pos != len(data):
         raise FormatError("trailing bytes after the last tensor")
     return metadata, tensors
+
+
+def arch_from_shapes(tensors):
+    """A plain state_dict's architecture, from its tensors' shapes."""
+    hidden, obs_dim = tensors["trunk.0.weight"].shape
+    return {"window": None, "n_features": None, "obs_dim": obs_dim,
+            "hidden": hidden, "n_actions": tensors["actor.weight"].shape[0]}
 
 
 def arch_from_metadata(metadata):
@@ -168,7 +203,10 @@ def load(path):
     """A TradingActorCritic from one of our checkpoints (optim.* ignored)."""
     with open(path, "rb") as f:
         metadata, tensors = parse(f.read())
-    arch, _ = arch_from_metadata(metadata)
+    if metadata.get("format", "pt") == "pt":
+        arch = arch_from_shapes(tensors)
+    else:
+        arch, _ = arch_from_metadata(metadata)
     model = TradingActorCritic(arch["obs_dim"], arch["hidden"],
                                arch["n_actions"])
     state = {k: v for k, v in tensors.items() if not k.startswith("optim.")}
@@ -229,6 +267,26 @@ def run_forward(model, arch, obs):
 def cmd_write(a):
     write_checkpoint(a.out, a.obs_dim, a.hidden, a.window, a.n_features,
                      a.sigma, a.seed, a.version)
+
+
+def cmd_save(a):
+    """As safetensors.torch.save_file(model.state_dict(), out, metadata)."""
+    torch.manual_seed(a.seed)
+    model = TradingActorCritic(a.obs_dim, a.hidden)
+    parts, data, offset = [], [], 0
+    if a.format == "pt":
+        parts.append('"__metadata__":{"format":"pt"}')
+    for name, t in sorted(model.state_dict().items()):
+        raw = to_bytes(t, a.dtype)
+        parts.append('%s:{"dtype":"%s","shape":[%s],"data_offsets":[%d,%d]}'
+                     % (json_str(name), a.dtype, ",".join(str(d) for d in t.shape),
+                        offset, offset + len(raw)))
+        data.append(raw)
+        offset += len(raw)
+    header = ("{" + ",".join(parts) + "}").encode("utf-8")
+    header += b" " * (-len(header) % 8)
+    with open(a.out, "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header + b"".join(data))
 
 
 def cmd_forward(a):
@@ -292,6 +350,14 @@ def main():
     w.add_argument("--seed", type=int, default=1)
     w.add_argument("--version", default=None)
     w.set_defaults(func=cmd_write)
+    v = sub.add_parser("save")
+    v.add_argument("out")
+    v.add_argument("--obs-dim", type=int, default=33)
+    v.add_argument("--hidden", type=int, default=64)
+    v.add_argument("--seed", type=int, default=1)
+    v.add_argument("--format", choices=["pt", "none"], default="pt")
+    v.add_argument("--dtype", choices=list(DTYPES), default="F32")
+    v.set_defaults(func=cmd_save)
     f = sub.add_parser("forward")
     f.add_argument("ckpt")
     f.add_argument("obs")

@@ -92,9 +92,9 @@ is( sql(qq{
 
 my $m1 = metrics('a', $v1);
 is_deeply([ sort keys %$m1 ],
-	[ sort qw(holdout initial holdout_ranges sigma forward_max_diff periods_per_year symbols
-		  train_decisions holdout_decisions warm_start libtorch) ],
-	'metrics of a first training: holdout and initial backtests, holdout bounds, no champion');
+	[ sort qw(holdout initial holdout_ranges holdout_by_symbol sigma forward_max_diff periods_per_year symbols
+		  train_decisions holdout_decisions warm_start fresh_optimizer libtorch) ],
+	'metrics of a first training: holdout and initial backtests, holdout bounds and per symbol, no champion');
 for my $k (qw(holdout initial))
 {
 	is_deeply([ sort keys %{ $m1->{$k} } ],

@@ -81,6 +81,9 @@ my $decide = "SELECT version FROM rl_mlops.decide('default', 'AAA')";
 
 my $a = $node->background_psql('postgres');
 my $b = $node->background_psql('postgres');
+# query_safe dies on any stderr: a deploy of these random networks warns
+# that they lost money on the agent's holdout (tested in 160_lineage)
+$_->query_safe('SET client_min_messages = error') for ($a, $b);
 
 # B serves v1, and what it serves is PyTorch's output for checkpoint 1.
 my $p1 = $b->query_safe($policy);

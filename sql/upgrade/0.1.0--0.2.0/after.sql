@@ -5,8 +5,9 @@
 --------------------------------------------------------------------------
 
 -- retrain() lost its "trigger" argument (only retrain_if_due() records
--- 'schedule') and configure() gained the monitoring settings: the roles
--- that could call the old signatures can call the new ones.
+-- 'schedule'), configure() gained the monitoring settings, import_model()
+-- gained sigma (plain PyTorch files) and export_model() optimizer: the
+-- roles that could call the old signatures can call the new ones.
 DO $$
 DECLARE
     renamed text[][] := ARRAY[
@@ -22,7 +23,11 @@ DECLARE
               ' double precision, integer, integer, double precision, double precision,'
               ' double precision, bigint, integer, integer, integer, boolean, integer,'
               ' text, double precision, integer, boolean, double precision, integer,'
-              ' double precision, interval, interval, integer, boolean, boolean, text, double precision)']];
+              ' double precision, interval, interval, integer, boolean, boolean, text, double precision)'],
+        ARRAY['rl_mlops.import_model(text, bytea, integer, double precision, jsonb, text)',
+              'rl_mlops.import_model(text, bytea, integer, double precision, jsonb, text, double precision)'],
+        ARRAY['rl_mlops.export_model(text, text)',
+              'rl_mlops.export_model(text, text, boolean)']];
     grantee regrole;
 BEGIN
     FOR i IN 1 .. pg_catalog.array_length(renamed, 1) LOOP
@@ -39,6 +44,11 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- The checkpoint functions take the registry's sigma (for plain PyTorch
+-- files) and report the file's format.
+DROP FUNCTION rl_mlops._store_checkpoint(bytea, integer, integer, integer);
+DROP FUNCTION rl_mlops._validate_checkpoint(oid, text, integer, integer, integer);
 
 -- Workers are no longer tracked by advisory lock; cron_job() replaces
 -- _cron_job() (it also reports the job's last run).

@@ -17,7 +17,7 @@
 --   no_metadata     no __metadata__ entry
 --   offsets         actor.bias data_offsets moved 1,000,000 bytes out
 --   overlap         critic.bias data_offsets point into critic.weight
---   dtype           trunk.0.bias declared F16
+--   dtype           trunk.0.bias declared I8 (an integer dtype)
 --   missing         critic.bias absent
 --   extra           an additional tensor "extra.weight"
 --   duplicate       actor.bias named twice in the header
@@ -158,7 +158,7 @@ BEGIN
         ELSIF c = 'shape_size' AND spec.name = 'trunk.0.bias' THEN
             shape_json := (spec.shape[1] + 1)::text;
         ELSIF c = 'dtype' AND spec.name = 'trunk.0.bias' THEN
-            dtype := 'F16';
+            dtype := 'I8';
         ELSIF c = 'offsets' AND spec.name = 'actor.bias' THEN
             b := b + 1000000;
             e := e + 1000000;

@@ -19,7 +19,7 @@
 #include "utils/timestamp.h"
 
 #include "source.h"
-#include "trainer/dataset.h"
+#include "dataset.h"
 
 /*
  * Read the data window of the source and split it.  Runs inside a

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * dataset.h
- *	  Step 1 of a training run: the last data_window of an agent's source
+ *	  Step 1 of a training run, and the data an imported version is judged
+ *	  on (validate_model): the last data_window of an agent's source
  *	  relation, per symbol and in time order (the one source reader,
  *	  common/source.c), split into training prices and a holdout tail.
  *
