@@ -88,8 +88,8 @@ arrive() {
 }
 
 echo "== create the agent (window 32, 64x64 actor-critic) and check the trainer path"
-sql -c "SELECT name, source, window_size, hidden_size, incremental_epochs, data_window, retention_days
-          FROM rl_mlops.create_agent('default', 'public.market_bars')" \
+sql -c "SELECT key, value FROM jsonb_each_text(rl_mlops.create_agent('default', 'public.market_bars'))
+         WHERE key IN ('name', 'source', 'window_size', 'hidden_size', 'data_window', 'retention_days')" \
 	-c "SELECT name, initial_epochs, data_window
 	      FROM rl_mlops.configure('default', initial_epochs => 30, data_window => '8 years',
 	                              ledger_retention_days => 3650)" \

@@ -422,7 +422,8 @@ EXCEPTION WHEN unique_violation THEN
 END
 $$;
 
--- Register a trading agent over a price table or view.  C: the checks and
+-- Register a trading agent over a price table or view; returns its
+-- settings (the new row of rl_mlops.agents) as jsonb.  C: the checks and
 -- the insert run as the owner, but counting the features (n_features NULL)
 -- reads the source as the calling role, so code in a view or a policy
 -- never runs with the owner's rights.
@@ -436,7 +437,7 @@ CREATE OR REPLACE FUNCTION rl_mlops.create_agent(
     n_features integer DEFAULT NULL,
     window_size integer DEFAULT 32,
     hidden_size integer DEFAULT 64)
-RETURNS rl_mlops.agents
+RETURNS jsonb
 AS 'MODULE_PATHNAME', 'rl_create_agent'
 LANGUAGE C VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;

@@ -98,5 +98,17 @@ rl_dataset_load(const RlAgent *agent, bool (*should_stop) (void))
 	}
 	ds->holdout_periods_per_year = rl_periods_per_year(gaps, n_gaps);
 	pfree(gaps);
+
+	/*
+	 * Training and the backtests need only the returns (and features): give
+	 * back the timestamps and prices, 16 bytes a row (issue 16).
+	 */
+	for (int32 i = 0; i < n; i++)
+	{
+		pfree(rows[i]->ts);
+		pfree(rows[i]->prices);
+		rows[i]->ts = NULL;
+		rows[i]->prices = NULL;
+	}
 	return ds;
 }

@@ -271,6 +271,26 @@ new_rows(SourceRead *rd, const char *symbol)
 }
 
 /*
+ * Give back what doubling over-allocated for the symbol just read: a data
+ * window of millions of rows would otherwise hold up to twice its size.
+ */
+static void
+trim_rows(SourceRead *rd)
+{
+	RlSourceRows *rows = rd->rows;
+	int64		n = Max(rows->n, 1);
+	int32		nf = rd->src->n_features;
+
+	if (rd->capacity == n)
+		return;
+	rows->ts = repalloc_huge(rows->ts, n * sizeof(TimestampTz));
+	rows->prices = repalloc_huge(rows->prices, n * sizeof(double));
+	if (rows->features != NULL)
+		rows->features = repalloc_huge(rows->features, n * nf * sizeof(float));
+	rd->capacity = n;
+}
+
+/*
  * Lock the relation and check every column it reads: a source dropped or
  * altered since the agent was created is a clear error.
  */
@@ -581,6 +601,8 @@ rl_source_read_window(const RlSource *src, const char *data_window,
 					*symbols = repalloc(*symbols, cap * sizeof(char *));
 					*series = repalloc(*series, cap * sizeof(RlSourceRows *));
 				}
+				if (rd.rows != NULL)
+					trim_rows(&rd);
 				new_rows(&rd, text_to_cstring(name));
 				(*symbols)[n] = (char *) rd.symbol;
 				(*series)[n] = rd.rows;
@@ -597,5 +619,12 @@ rl_source_read_window(const RlSource *src, const char *data_window,
 	}
 	SPI_cursor_close(portal);
 	SPI_finish();
+	if (rd.rows != NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		trim_rows(&rd);
+		MemoryContextSwitchTo(old);
+	}
 	return n;
 }

@@ -188,11 +188,11 @@ check_spec(const RlRolloutSpec *spec, const RlRolloutBuffers *buf,
 	}
 
 	need = rl_rollout_transitions(spec->episodes, spec->n_episodes);
-	if (buf->obs == NULL || buf->actions == NULL || buf->logp == NULL ||
+	if (buf->actions == NULL || buf->logp == NULL ||
 		buf->values == NULL || buf->rewards == NULL ||
 		buf->advantages == NULL || buf->returns == NULL || buf->work == NULL)
 		return rl_env_fail(err, RL_ENV_BAD_ARG,
-						   "every rollout buffer must be provided");
+						   "every rollout buffer but obs must be provided");
 	if (buf->capacity < need)
 		return rl_env_fail(err, RL_ENV_NO_SPACE,
 						   "rollout buffers hold %lld transitions, %lld are needed",
@@ -300,8 +300,9 @@ rl_rollout(const RlRolloutSpec *spec, RlRolloutBuffers *buf,
 				reward = rl_env_reward(pos, prev, s->returns[t + 1],
 									   spec->cost, spec->sigma);
 
-				memcpy(buf->obs + j * obs_dim, step_obs + i * obs_dim,
-					   (size_t) obs_dim * sizeof(float));
+				if (buf->obs != NULL)
+					memcpy(buf->obs + j * obs_dim, step_obs + i * obs_dim,
+						   (size_t) obs_dim * sizeof(float));
 				buf->actions[j] = a;
 				buf->logp[j] = (float) log((double) p[a]);
 				buf->values[j] = step_values[i];
@@ -337,4 +338,58 @@ rl_rollout(const RlRolloutSpec *spec, RlRolloutBuffers *buf,
 	if (err != NULL)
 		err[0] = '\0';
 	return RL_ENV_OK;
+}
+
+/* Where each episode's transitions begin in the rollout buffers. */
+void
+rl_rollout_offsets(const RlEpisode *episodes, int64_t n_episodes,
+				   int64_t *offsets)
+{
+	int64_t		off = 0;
+	int64_t		e;
+
+	for (e = 0; e < n_episodes; e++)
+	{
+		offsets[e] = off;
+		off += episodes[e].len;
+	}
+	offsets[n_episodes] = off;
+}
+
+/*
+ * The observation of transition j, rebuilt from the series: the one the
+ * rollout gave the policy.  Its position is the episode's previous
+ * action's (flat at an episode's first step), so the actions suffice and
+ * no observation need be kept per transition.
+ */
+int
+rl_rollout_observation(const RlRolloutSpec *spec, const int64_t *offsets,
+					   const int32_t *actions, int64_t j, float *obs,
+					   char *err)
+{
+	int64_t		lo = 0;
+	int64_t		hi = spec->n_episodes - 1;
+	const RlEpisode *ep;
+	int64_t		k;
+
+	if (j < 0 || j >= offsets[spec->n_episodes])
+		return rl_env_fail(err, RL_ENV_BAD_ARG,
+						   "transition %lld is outside the rollout's %lld",
+						   (long long) j, (long long) offsets[spec->n_episodes]);
+	/* the last episode that begins at or before j */
+	while (lo < hi)
+	{
+		int64_t		mid = lo + (hi - lo + 1) / 2;
+
+		if (offsets[mid] <= j)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	ep = &spec->episodes[lo];
+	k = j - offsets[lo];
+	return rl_env_observation(&spec->series[ep->series], spec->window,
+							  spec->n_features, spec->sigma, ep->t0 + k,
+							  k == 0 ? 0 : rl_action_position(actions[j - 1]),
+							  obs, err);
 }

@@ -60,7 +60,10 @@ typedef struct RlRolloutSpec
 /*
  * Caller-owned outputs, one entry per transition (capacity entries each,
  * obs capacity * obs_dim).  Transitions are stored episode by episode in
- * the order of the episode table, each episode's steps consecutive.
+ * the order of the episode table, each episode's steps consecutive.  obs
+ * may be NULL: rl_rollout_observation() rebuilds any of them.  advantages
+ * may be rewards and returns may be values (GAE works in place), so a
+ * transition needs 16 bytes.
  */
 typedef struct RlRolloutBuffers
 {
@@ -131,5 +134,18 @@ extern void rl_gae(const float *rewards, const float *values, int64_t n,
  */
 extern int	rl_rollout(const RlRolloutSpec *spec, RlRolloutBuffers *buf,
 					   RlRolloutStats *stats, char *err);
+
+/* offsets[e] = first transition of episode e; offsets[n_episodes] = all. */
+extern void rl_rollout_offsets(const RlEpisode *episodes, int64_t n_episodes,
+							   int64_t *offsets);
+
+/*
+ * Rebuild transition j's observation (obs_dim floats) from the series and
+ * the rollout's actions, with offsets from rl_rollout_offsets().
+ */
+extern int	rl_rollout_observation(const RlRolloutSpec *spec,
+								   const int64_t *offsets,
+								   const int32_t *actions, int64_t j,
+								   float *obs, char *err);
 
 #endif							/* RL_ROLLOUT_H */

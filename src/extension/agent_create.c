@@ -200,12 +200,31 @@ rl_create_agent(PG_FUNCTION_ARGS)
 		nulls[6] = isnull ? 'n' : ' ';
 	}
 
-	row = owner_call("SELECT * FROM rl_mlops._insert_agent($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-					 CREATE_AGENT_ARGS, types, values, nulls, &desc);
-	result = PointerGetDatum(SPI_returntuple(row, desc));
-	advise_index(PG_GETARG_OID(1),
-				 SPI_getvalue(row, desc, SPI_fnumber(desc, "symbol_column")),
-				 SPI_getvalue(row, desc, SPI_fnumber(desc, "time_column")));
+	/*
+	 * The new agent's settings as jsonb, readable in psql unlike a row; as
+	 * the row itself while the 0.1.0 declaration is installed (the library
+	 * is shared by both versions until ALTER EXTENSION ... UPDATE).
+	 */
+	if (get_fn_expr_rettype(fcinfo->flinfo) == JSONBOID)
+	{
+		bool		isnull;
+
+		row = owner_call("SELECT a.symbol_column, a.time_column, pg_catalog.to_jsonb(a)"
+						 "  FROM rl_mlops._insert_agent($1, $2, $3, $4, $5, $6, $7, $8, $9) a",
+						 CREATE_AGENT_ARGS, types, values, nulls, &desc);
+		result = SPI_datumTransfer(SPI_getbinval(row, desc, 3, &isnull), false, -1);
+		advise_index(PG_GETARG_OID(1), SPI_getvalue(row, desc, 1),
+					 SPI_getvalue(row, desc, 2));
+	}
+	else
+	{
+		row = owner_call("SELECT * FROM rl_mlops._insert_agent($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+						 CREATE_AGENT_ARGS, types, values, nulls, &desc);
+		result = PointerGetDatum(SPI_returntuple(row, desc));
+		advise_index(PG_GETARG_OID(1),
+					 SPI_getvalue(row, desc, SPI_fnumber(desc, "symbol_column")),
+					 SPI_getvalue(row, desc, SPI_fnumber(desc, "time_column")));
+	}
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }

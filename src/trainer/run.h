@@ -82,6 +82,7 @@ extern char *rl_run_metrics(const RunState *rs, const RlWeights *w,
 							const RlBacktestSummary *cand,
 							const RlBacktestSummary *initial,
 							const RlBacktestSummary *champ, double diff);
+extern double rl_run_peak_rss_mb(void);
 extern bool rl_run_gate_passes(const RunState *rs, const RlBacktestSummary *cand,
 							   const RlBacktestSummary *champ, char **why);
 

@@ -17,6 +17,7 @@
 #include "postgres.h"
 
 #include <math.h>
+#include <sys/resource.h>
 
 #include "catalog/pg_type.h"
 #include "lib/stringinfo.h"
@@ -112,14 +113,29 @@ rl_run_metrics(const RunState *rs, const RlWeights *w,
 					 ", \"periods_per_year\": %.6g, \"symbols\": %d"
 					 ", \"train_decisions\": " INT64_FORMAT
 					 ", \"holdout_decisions\": " INT64_FORMAT
-					 ", \"warm_start\": %s, \"fresh_optimizer\": %s, \"libtorch\": ",
+					 ", \"warm_start\": %s, \"fresh_optimizer\": %s"
+					 ", \"worker_peak_rss_mb\": %.1f, \"libtorch\": ",
 					 diff, rs->sigma, ds->holdout_periods_per_year, ds->n_series,
 					 ds->train_decisions, ds->holdout_decisions,
 					 rs->warm_start ? "true" : "false",
-					 rs->fresh_optimizer ? "true" : "false");
+					 rs->fresh_optimizer ? "true" : "false", rl_run_peak_rss_mb());
 	escape_json(&js, rs->torch_version);
 	appendStringInfoChar(&js, '}');
 	return js.data;
+}
+
+/*
+ * The worker's peak resident memory so far, in MB (ru_maxrss, which Linux
+ * reports in KB): the worker is a process of its own, so this is the run's.
+ */
+double
+rl_run_peak_rss_mb(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return -1;
+	return ru.ru_maxrss / 1024.0;
 }
 
 /* Does the candidate pass the agent's deployment gate? */

@@ -650,6 +650,42 @@ test_rollout(void)
 	   st1.mean_reward == st2.mean_reward,
 	   "same seed: identical obs, actions, log probs, values, rewards, advantages, returns");
 
+	/*
+	 * Bounded memory (issue 16): every observation rebuilt from the series
+	 * and the actions is the one stored; a rollout that stores none, GAE
+	 * in place (advantages over rewards, returns over values), gives the
+	 * same actions, log probs, advantages and returns.
+	 */
+	{
+		int64_t		offsets[16 + 1];
+		float		o[RD];
+		int			same = 1;
+
+		rl_rollout_offsets(eps, ne, offsets);
+		for (i = 0; i < ntr; i++)
+			if (rl_rollout_observation(&spec, offsets, rb1.actions, i, o, err) != RL_ENV_OK ||
+				memcmp(o, rb1.obs + i * RD, sizeof(o)) != 0)
+				same = 0;
+		ok(same && offsets[ne] == ntr,
+		   "each of the 53 observations rebuilt from the series and the actions is the stored one");
+		ok(rl_rollout_observation(&spec, offsets, rb1.actions, ntr, o, err) == RL_ENV_BAD_ARG,
+		   "a transition past the rollout is refused (%s)", err);
+
+		memset(&pl, 0, sizeof(pl));
+		pl.fail_at = -1;
+		rollbufs_init(&rb3);
+		rb3.b.obs = NULL;
+		rb3.b.advantages = rb3.b.rewards;
+		rb3.b.returns = rb3.b.values;
+		rc = rl_rollout(&spec, &rb3.b, NULL, err);
+		ok(rc == RL_ENV_OK &&
+		   memcmp(rb1.actions, rb3.actions, sizeof(rb1.actions)) == 0 &&
+		   memcmp(rb1.logp, rb3.logp, sizeof(rb1.logp)) == 0 &&
+		   memcmp(rb1.adv, rb3.rewards, ntr * sizeof(float)) == 0 &&
+		   memcmp(rb1.ret, rb3.values, ntr * sizeof(float)) == 0,
+		   "without stored observations and with GAE in place: the same actions, log probs, advantages and returns (%s)", err);
+	}
+
 	spec.seed = 43;
 	memset(&pl, 0, sizeof(pl));
 	pl.fail_at = -1;

@@ -15,7 +15,8 @@ CREATE EXTENSION rl_mlops;
 -- Agents
 --------------------------------------------------------------------------
 
-CREATE TEMP TABLE created AS SELECT * FROM rl_mlops.create_agent('a', 'rl_test.bars');
+CREATE TEMP TABLE created AS
+SELECT * FROM jsonb_populate_record(NULL::rl_mlops.agents, rl_mlops.create_agent('a', 'rl_test.bars'));
 SELECT results_eq(
     $$SELECT name, source, window_size, hidden_size, n_features, initial_epochs, incremental_epochs,
              data_window, retention_days, keep_min, interval_days, learning_rate, deploy_gate
@@ -120,7 +121,7 @@ SELECT throws_ok($$SELECT rl_mlops.create_agent('b', 'rl_test.no_such_table')$$,
                  '42P01', NULL, 'a source that does not exist is refused');
 SELECT throws_ok($$SELECT rl_mlops.create_agent('b', 'rl_test.bars', n_features => 3)$$,
                  '22023', 'n_features needs a features column', 'n_features without a features column is refused');
-SELECT is((SELECT n_features FROM rl_mlops.create_agent('f', 'rl_test.bars', features_column => 'features')),
+SELECT is((rl_mlops.create_agent('f', 'rl_test.bars', features_column => 'features') ->> 'n_features')::int,
           2, 'n_features is inferred from the features column');
 SELECT is((SELECT count(*)::int FROM rl_mlops.agents), 2, 'only the valid agents exist');
 

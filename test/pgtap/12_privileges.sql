@@ -175,11 +175,11 @@ SELECT ok((SELECT bool_and(l.lomowner = e.extowner) FROM rl_mlops.models m
             WHERE e.extname = 'rl_mlops'),
           'every checkpoint large object belongs to the extension owner');
 
-SELECT is(rl_test.as_role('rl_test_creator', $$SELECT (rl_mlops.create_agent('c1', 'rl_test.private_bars')).name$$),
+SELECT is(rl_test.as_role('rl_test_creator', $$SELECT rl_mlops.create_agent('c1', 'rl_test.private_bars') ->> 'name'$$),
           '42501: permission denied for relation rl_test.private_bars',
           'create_agent refuses a source the caller cannot read');
 GRANT SELECT ON rl_test.private_bars TO rl_test_creator;
-SELECT is(rl_test.as_role('rl_test_creator', $$SELECT (rl_mlops.create_agent('c1', 'rl_test.private_bars')).name$$),
+SELECT is(rl_test.as_role('rl_test_creator', $$SELECT rl_mlops.create_agent('c1', 'rl_test.private_bars') ->> 'name'$$),
           'ok: c1', 'with SELECT on the source it can create the agent');
 SELECT is((SELECT created_by FROM rl_mlops.agents WHERE name = 'c1'), 'rl_test_creator'::name,
           'the agent records the creating role');

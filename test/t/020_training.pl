@@ -93,7 +93,7 @@ is( sql(qq{
 my $m1 = metrics('a', $v1);
 is_deeply([ sort keys %$m1 ],
 	[ sort qw(holdout initial holdout_ranges holdout_by_symbol sigma forward_max_diff periods_per_year symbols
-		  train_decisions holdout_decisions warm_start fresh_optimizer libtorch) ],
+		  train_decisions holdout_decisions warm_start fresh_optimizer worker_peak_rss_mb libtorch) ],
 	'metrics of a first training: holdout and initial backtests, holdout bounds and per symbol, no champion');
 for my $k (qw(holdout initial))
 {

@@ -23,16 +23,11 @@ $node->safe_psql('postgres', q{
 	GRANT USAGE ON SCHEMA rl_mlops, cron TO trader;
 	GRANT SELECT ON public.bars TO trader;
 	GRANT EXECUTE ON FUNCTION rl_mlops.schedule_retraining(text, integer, text),
+	                          rl_mlops.set_scheduler(text, boolean, integer),
 	                          rl_mlops.cron_job(text, text),
 	                          rl_mlops.retrain_if_due(text),
 	                          rl_mlops.retrain(text, boolean, integer, boolean)
 	   TO trader;
-	GRANT EXECUTE ON FUNCTION rl_mlops.configure(text, integer, integer, interval,
-	    double precision, integer, double precision, double precision, double precision,
-	    double precision, double precision, integer, integer, double precision,
-	    double precision, double precision, bigint, integer, integer, integer, boolean,
-	    integer, text, double precision, integer, boolean, double precision, integer,
-	    double precision, interval, interval, integer, boolean, boolean, text, double precision) TO trader;
 	GRANT SELECT ON ALL TABLES IN SCHEMA rl_mlops TO trader;
 });
 

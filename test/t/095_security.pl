@@ -213,7 +213,7 @@ sql(q{TRUNCATE public.trojan_log});
 # caller, never as the owner.
 #
 ($rc, $out, $err) = as_role('ops',
-	q{SELECT (rl_mlops.create_agent('featview', 'mallory.feat_v', features_column => 'f')).n_features});
+	q{SELECT rl_mlops.create_agent('featview', 'mallory.feat_v', features_column => 'f') ->> 'n_features'});
 is($out, '2', '3. ops creates an agent over mallory\'s view, n_features inferred: 2') or diag $err;
 is(sql(q{SELECT n_features FROM rl_mlops.agents WHERE name = 'featview'}), '2', '3. recorded n_features 2');
 isnt(sql(q{SELECT count(*) FROM public.trojan_log WHERE fn = 'feat'}), '0', '3. the view\'s function ran');

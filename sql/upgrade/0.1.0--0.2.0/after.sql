@@ -6,7 +6,8 @@
 
 -- retrain() lost its "trigger" argument (only retrain_if_due() records
 -- 'schedule'), configure() gained the monitoring settings, import_model()
--- gained sigma (plain PyTorch files) and export_model() optimizer: the
+-- gained sigma (plain PyTorch files), export_model() optimizer and
+-- create_agent() returns jsonb (renamed by before.sql): the
 -- roles that could call the old signatures can call the new ones.
 DO $$
 DECLARE
@@ -27,7 +28,9 @@ DECLARE
         ARRAY['rl_mlops.import_model(text, bytea, integer, double precision, jsonb, text)',
               'rl_mlops.import_model(text, bytea, integer, double precision, jsonb, text, double precision)'],
         ARRAY['rl_mlops.export_model(text, text)',
-              'rl_mlops.export_model(text, text, boolean)']];
+              'rl_mlops.export_model(text, text, boolean)'],
+        ARRAY['rl_mlops._create_agent_0_1_0(text, regclass, name, name, name, name, integer, integer, integer)',
+              'rl_mlops.create_agent(text, regclass, name, name, name, name, integer, integer, integer)']];
     grantee regrole;
 BEGIN
     FOR i IN 1 .. pg_catalog.array_length(renamed, 1) LOOP

@@ -22,6 +22,13 @@ DROP FUNCTION rl_mlops._cron_job_name(text);
 DROP FUNCTION rl_mlops.synthetic_bars(integer, integer, double precision, double precision,
                                       timestamptz, interval, double precision);
 
+-- create_agent() returns the agent's settings as jsonb, not a row: a
+-- function's result type cannot be replaced.  Renamed here, so that the
+-- install script creates the new one; after.sql gives its grants to the
+-- new one and drops it.
+ALTER FUNCTION rl_mlops.create_agent(text, regclass, name, name, name, name, integer, integer, integer)
+    RENAME TO _create_agent_0_1_0;
+
 -- backtest_summary() gains sharpe_stderr, low_sample and in_sample (OUT
 -- columns at the end): a function's result type cannot be replaced.  It is
 -- executable by PUBLIC in both versions.

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Training memory at scale (issue 16): the worker's peak resident memory
+# (VmHWM of its process, read until it exits; runs also record it in
+# models.metrics.worker_peak_rss_mb) and the time per epoch when training on SYMBOLS symbols x DAYS days of
+# 1-minute bars, against the bound 200 MB + 32 bytes per source row.
+# Prints one markdown table row per run.  Informative only: no test
+# depends on it.
+#
+#   bash bench/train/memory.sh                   (as root or as postgres)
+#   SYMBOLS=50 DAYS=30 EPOCHS=1 REPS=1 bash bench/train/memory.sh
+#
+# Needs the extension installed (make install).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+SYMBOLS=${SYMBOLS:-50}
+DAYS=${DAYS:-30}
+EPOCHS=${EPOCHS:-1}
+REPS=${REPS:-1}
+
+# initdb refuses root: copy what we need and run as postgres.
+if [ "$(id -u)" = 0 ]; then
+	work=$(mktemp -d /tmp/rl_mlops_bench_mem.XXXXXX)
+	mkdir -p "$work/src/test/lib" "$work/src/bench/train"
+	cp "$root/test/lib/cluster.sh" "$work/src/test/lib/"
+	cp "$here/memory.sh" "$work/src/bench/train/"
+	chown -R postgres "$work"
+	exec runuser -u postgres -- env BENCH_WORK="$work" SYMBOLS="$SYMBOLS" DAYS="$DAYS" \
+		EPOCHS="$EPOCHS" REPS="$REPS" bash "$work/src/bench/train/memory.sh"
+fi
+work=${BENCH_WORK:-$(mktemp -d /tmp/rl_mlops_bench_mem.XXXXXX)}
+source "$root/test/lib/cluster.sh"
+start_cluster "$work/cluster" "shared_buffers = '256MB'" "max_wal_size = '4GB'" >/dev/null
+trap stop_cluster EXIT
+q() { psql -X -q -At -d postgres -v ON_ERROR_STOP=1 -c "$1"; }
+
+bars=$((DAYS * 1440))
+q "CREATE EXTENSION rl_mlops"
+q "CREATE TABLE bars AS SELECT * FROM rl_mlops.synthetic_bars(symbols => $SYMBOLS, bars => $bars,
+       start_at => now() - interval '$DAYS days', seed => 0.3)"
+q "CREATE INDEX ON bars (symbol, ts)"
+rows=$(q "SELECT count(*) FROM bars")
+q "SELECT rl_mlops.create_agent('m', 'bars') IS NULL" 2>/dev/null
+q "SELECT rl_mlops.configure('m', initial_epochs => $EPOCHS, data_window => '$DAYS days') IS NULL"
+
+echo "| rows | epochs | worker peak RSS (MB) | bound 200 MB + 32 B/row | decisions per epoch | s per epoch (rollout + update) | run wall s | load (1 min) |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+for _ in $(seq "$REPS"); do
+	run=$(q "SELECT rl_mlops.retrain('m', full => true)" 2>/dev/null)
+	# the worker's VmHWM (peak RSS), read until it exits: works for builds
+	# that do not record metrics.worker_peak_rss_mb too
+	pid=
+	until [ -n "$pid" ]; do
+		pid=$(q "SELECT worker_pid FROM rl_mlops.runs WHERE id = $run AND worker_pid IS NOT NULL")
+		sleep 0.1
+	done
+	hwm=0
+	while [ -r "/proc/$pid/status" ]; do
+		kb=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+		[ -n "$kb" ] && hwm=$kb
+		sleep 0.2
+	done
+	until [ "$(q "SELECT state IN ('succeeded', 'rejected', 'failed', 'cancelled') FROM rl_mlops.runs WHERE id = $run")" = t ]; do
+		sleep 0.2
+	done
+	q "SELECT format('| %s | %s | %s | %s | %s | %s | %s | %s |', $rows, r.epochs,
+	              round($hwm / 1024.0, 1), round(200 + 32 * $rows / 1048576.0, 1),
+	              r.samples, round((r.samples / r.samples_per_second)::numeric, 2),
+	              round(extract(epoch FROM r.finished_at - r.started_at)::numeric, 1),
+	              '$(cut -d' ' -f1 /proc/loadavg)')
+	     FROM rl_mlops.runs r WHERE r.id = $run"
+	q "SELECT 'run ' || id || ': ' || state || coalesce(' (' || error || ')', '') FROM rl_mlops.runs WHERE id = $run" >&2
+done
