@@ -43,8 +43,8 @@ rows=$(q "SELECT count(*) FROM bars")
 q "SELECT rl_mlops.create_agent('m', 'bars') IS NULL" 2>/dev/null
 q "SELECT rl_mlops.configure('m', initial_epochs => $EPOCHS, data_window => '$DAYS days') IS NULL"
 
-echo "| rows | epochs | worker peak RSS (MB) | bound 200 MB + 32 B/row | decisions per epoch | s per epoch (rollout + update) | run wall s | load (1 min) |"
-echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+echo "| rows | epochs | worker peak RSS, VmHWM (MB) | of which shared buffers, peak RssShmem (MB) | worker's own peak, RssAnon + RssFile (MB) | bound 200 MB + 32 B/row | decisions per epoch | s per epoch (rollout + update) | run wall s | load (1 min) |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 for _ in $(seq "$REPS"); do
 	run=$(q "SELECT rl_mlops.retrain('m', full => true)" 2>/dev/null)
 	# the worker's VmHWM (peak RSS), read until it exits: works for builds
@@ -54,17 +54,24 @@ for _ in $(seq "$REPS"); do
 		pid=$(q "SELECT worker_pid FROM rl_mlops.runs WHERE id = $run AND worker_pid IS NOT NULL")
 		sleep 0.1
 	done
-	hwm=0
+	# VmHWM counts the pages of shared_buffers the worker touched while it
+	# read the source (the table's pages, shared with every backend): the
+	# worker's own memory is RssAnon + RssFile, sampled every 0.1 s
+	hwm=0 own=0 shm=0
 	while [ -r "/proc/$pid/status" ]; do
-		kb=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
-		[ -n "$kb" ] && hwm=$kb
-		sleep 0.2
+		read -r h a f s < <(awk '/^VmHWM/ {h=$2} /^RssAnon/ {a=$2} /^RssFile/ {f=$2} /^RssShmem/ {s=$2}
+			END {print h+0, a+0, f+0, s+0}' "/proc/$pid/status" 2>/dev/null || echo "0 0 0 0")
+		[ "$h" -gt "$hwm" ] && hwm=$h
+		[ $((a + f)) -gt "$own" ] && own=$((a + f))
+		[ "$s" -gt "$shm" ] && shm=$s
+		sleep 0.1
 	done
 	until [ "$(q "SELECT state IN ('succeeded', 'rejected', 'failed', 'cancelled') FROM rl_mlops.runs WHERE id = $run")" = t ]; do
 		sleep 0.2
 	done
-	q "SELECT format('| %s | %s | %s | %s | %s | %s | %s | %s |', $rows, r.epochs,
-	              round($hwm / 1024.0, 1), round(200 + 32 * $rows / 1048576.0, 1),
+	q "SELECT format('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |', $rows, r.epochs,
+	              round($hwm / 1024.0, 1), round($shm / 1024.0, 1), round($own / 1024.0, 1),
+	              round(200 + 32 * $rows / 1048576.0, 1),
 	              r.samples, round((r.samples / r.samples_per_second)::numeric, 2),
 	              round(extract(epoch FROM r.finished_at - r.started_at)::numeric, 1),
 	              '$(cut -d' ' -f1 /proc/loadavg)')

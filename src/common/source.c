@@ -24,6 +24,7 @@
 #include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
@@ -550,6 +551,7 @@ rl_source_read_window(const RlSource *src, const char *data_window,
 	Portal		portal;
 	int32		n = 0;
 	int32		cap = 16;
+	int			guc_level;
 
 	open_source(&rd, src);
 	rd.first_col = 2;
@@ -567,6 +569,14 @@ rl_source_read_window(const RlSource *src, const char *data_window,
 					 " ORDER BY 1, 2",
 					 rd.relname, ts, ts, ts, rd.relname, ts);
 
+	/*
+	 * No JIT for this one scan: its cost over millions of rows would
+	 * compile the query, which maps LLVM (50 MB of the worker's memory) and
+	 * takes longer than the compiled code saves.
+	 */
+	guc_level = NewGUCNestLevel();
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	portal = SPI_cursor_open_with_args(NULL, q.data, 1, argtypes, values, NULL, true, 0);
@@ -619,6 +629,7 @@ rl_source_read_window(const RlSource *src, const char *data_window,
 	}
 	SPI_cursor_close(portal);
 	SPI_finish();
+	AtEOXact_GUC(true, guc_level);
 	if (rd.rows != NULL)
 	{
 		MemoryContext old = MemoryContextSwitchTo(cxt);

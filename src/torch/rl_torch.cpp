@@ -362,7 +362,10 @@ check_batch(const RlTorchNet *net, const RlTorchBatch *batch)
 
 	const int64_t n = batch->n;
 
-	check_obs(net, batch->obs, n);
+	if (batch->obs != nullptr || batch->obs_fn == nullptr)
+		check_obs(net, batch->obs, n);
+	else if (n <= 0 || n > INT64_MAX / 4 / net->arch.obs_dim)
+		fail("invalid batch size %lld", (long long) n);
 	for (int64_t i = 0; i < n; i++)
 		if (batch->actions[i] < 0 || batch->actions[i] >= net->arch.n_actions)
 			fail("action %d at index %lld out of range 0..%d",
@@ -547,7 +550,18 @@ ppo_terms(RlTorchNet *net, const RlTorchPPOConfig *cfg,
 	const int64_t k = na + 1;
 	at::Tensor	x;
 
-	if (idx != nullptr)
+	if (idx != nullptr && b->obs == nullptr)
+	{
+		/* built on demand (bounded memory), checked as a stored batch is */
+		float	   *xd = w->x.data_ptr<float>();
+		char		msg[RL_TORCH_ERRLEN] = "";
+
+		if (b->obs_fn(b->obs_arg, idx, rows, xd, msg) != 0)
+			fail("observations could not be built: %s", msg);
+		check_finite(xd, rows * d, "observations");
+		x = w->x.narrow(0, 0, rows);
+	}
+	else if (idx != nullptr)
 	{
 		float	   *xd = w->x.data_ptr<float>();
 
@@ -556,7 +570,11 @@ ppo_terms(RlTorchNet *net, const RlTorchPPOConfig *cfg,
 		x = w->x.narrow(0, 0, rows);
 	}
 	else
+	{
+		if (b->obs == nullptr)
+			fail("this computation needs the batch's observations");
 		x = wrap(b->obs, {rows, d});
+	}
 
 	at::Tensor	h1 = w->h1.narrow(0, 0, rows);
 	at::Tensor	h2 = w->h2.narrow(0, 0, rows);

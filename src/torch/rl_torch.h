@@ -62,7 +62,21 @@ typedef struct RlTorchPPOConfig
 	uint64_t	seed;			/* shuffling of minibatches; vary per epoch */
 } RlTorchPPOConfig;
 
-/* One rollout, flattened; all arrays have length n (obs: n * obs_dim). */
+/*
+ * Build the observations of batch rows idx[0 .. m - 1] into out (m *
+ * obs_dim floats), for a batch that does not hold them (obs NULL): an
+ * epoch then needs no observation per decision in memory.  It runs inside
+ * C++ frames: it must not ereport or longjmp.  Return 0, or non-zero with
+ * a message of at most RL_TORCH_ERRLEN bytes in err to end the update
+ * with an error.
+ */
+typedef int (*RlTorchObsFn) (void *arg, const int64_t *idx, int64_t m,
+							 float *out, char *err);
+
+/*
+ * One rollout, flattened; all arrays have length n (obs: n * obs_dim).
+ * obs may be NULL for rl_torch_ppo_update when obs_fn builds them.
+ */
 typedef struct RlTorchBatch
 {
 	int64_t		n;
@@ -73,6 +87,8 @@ typedef struct RlTorchBatch
 	const float *advantages;	/* GAE advantages (normalised per minibatch
 								 * inside the update) */
 	const float *returns;		/* value targets */
+	RlTorchObsFn obs_fn;		/* used only when obs is NULL */
+	void	   *obs_arg;
 } RlTorchBatch;
 
 typedef struct RlTorchUpdateStats

@@ -37,6 +37,36 @@ torch_policy(void *arg, const float *obs, int64_t n, float *probs, float *values
 	return rl_torch_forward(p->net, obs, n, probs, values, p->err) == RL_TORCH_OK ? 0 : 1;
 }
 
+/* What build_obs needs to rebuild a transition's observation. */
+typedef struct ObsArg
+{
+	const RlRolloutSpec *spec;
+	const int64 *offsets;
+	const int32 *actions;
+	int32		obs_dim;
+} ObsArg;
+
+/*
+ * The PPO update's observations, rebuilt for each minibatch from the
+ * series and the rollout's actions: an epoch keeps 16 bytes per decision
+ * instead of an observation (obs_dim floats) per decision (issue 16).
+ */
+static int
+build_obs(void *arg, const int64_t *idx, int64_t m, float *out, char *err)
+{
+	ObsArg	   *o = (ObsArg *) arg;
+	char		eerr[RL_ENV_ERRLEN];
+
+	for (int64_t i = 0; i < m; i++)
+		if (rl_rollout_observation(o->spec, o->offsets, o->actions, idx[i],
+								   out + i * o->obs_dim, eerr) != RL_ENV_OK)
+		{
+			strlcpy(err, eerr, RL_TORCH_ERRLEN);
+			return 1;
+		}
+	return 0;
+}
+
 /* Raise the error for a stop request, which the run records as cancelled. */
 static void
 raise_if_cancelled(void)
@@ -62,6 +92,8 @@ rl_ppo_train(RlTorchNet *net, const RlTrainConf *conf, const RlSeries *train,
 	RlRolloutBuffers buf;
 	RlRolloutSpec spec;
 	PolicyArg	policy = {net, ""};
+	int64	   *offsets;
+	ObsArg		obs_arg;
 	char		err[RL_ENV_ERRLEN];
 	char		terr[RL_TORCH_ERRLEN];
 	int32		obs_dim = conf->arch.obs_dim;
@@ -78,14 +110,20 @@ rl_ppo_train(RlTorchNet *net, const RlTrainConf *conf, const RlSeries *train,
 						episodes, n_episodes, &n_episodes, err) != RL_ENV_OK)
 		elog(ERROR, "could not build episodes: %s", err);
 
+	/*
+	 * 16 bytes per decision: no observations (build_obs rebuilds them), GAE
+	 * in place (advantages over rewards, returns over values).
+	 */
 	buf.capacity = n_decisions;
-	buf.obs = palloc_extended(n_decisions * obs_dim * sizeof(float), MCXT_ALLOC_HUGE);
+	buf.obs = NULL;
 	buf.actions = palloc_extended(n_decisions * sizeof(int32), MCXT_ALLOC_HUGE);
 	buf.logp = palloc_extended(n_decisions * sizeof(float), MCXT_ALLOC_HUGE);
 	buf.values = palloc_extended(n_decisions * sizeof(float), MCXT_ALLOC_HUGE);
 	buf.rewards = palloc_extended(n_decisions * sizeof(float), MCXT_ALLOC_HUGE);
-	buf.advantages = palloc_extended(n_decisions * sizeof(float), MCXT_ALLOC_HUGE);
-	buf.returns = palloc_extended(n_decisions * sizeof(float), MCXT_ALLOC_HUGE);
+	buf.advantages = buf.rewards;
+	buf.returns = buf.values;
+	offsets = palloc_extended((n_episodes + 1) * sizeof(int64), MCXT_ALLOC_HUGE);
+	rl_rollout_offsets(episodes, n_episodes, offsets);
 	buf.work = palloc_extended(rl_rollout_work_floats(n_episodes, obs_dim) * sizeof(float),
 							   MCXT_ALLOC_HUGE);
 
@@ -124,8 +162,15 @@ rl_ppo_train(RlTorchNet *net, const RlTrainConf *conf, const RlSeries *train,
 					 errdetail("%s%s%s", err, policy.err[0] ? ": " : "", policy.err)));
 		}
 
+		memset(&batch, 0, sizeof(batch));
 		batch.n = n_decisions;
-		batch.obs = buf.obs;
+		batch.obs = NULL;
+		batch.obs_fn = build_obs;
+		batch.obs_arg = &obs_arg;
+		obs_arg.spec = &spec;
+		obs_arg.offsets = offsets;
+		obs_arg.actions = buf.actions;
+		obs_arg.obs_dim = obs_dim;
 		batch.actions = buf.actions;
 		batch.old_logp = buf.logp;
 		batch.advantages = buf.advantages;

@@ -8,6 +8,8 @@
  */
 #include "postgres.h"
 
+#include <malloc.h>
+
 #include "access/xact.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -44,6 +46,12 @@ rl_trainer_start(void)
 	RlWorkerArgs args;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+	/*
+	 * A run allocates and frees arrays of millions of entries; glibc's
+	 * adaptive threshold would move them from mmap to the heap, whose freed
+	 * holes stay resident.  A fixed threshold gives each back when freed.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	pqsignal(SIGTERM, handle_sigterm);
 	BackgroundWorkerUnblockSignals();
 	/*

@@ -797,6 +797,96 @@ test_updates(void)
 	}
 }
 
+/* An observation builder over a stored batch: copies rows, may fail or poison. */
+typedef struct ObsSource
+{
+	const float *obs;
+	int32_t		obs_dim;
+	int			calls;
+	int			fail_at;		/* -1: never */
+	int			nan_at;			/* -1: never */
+} ObsSource;
+
+static int
+obs_from_rows(void *arg, const int64_t *idx, int64_t m, float *out, char *err)
+{
+	ObsSource  *o = (ObsSource *) arg;
+
+	if (o->calls++ == o->fail_at)
+	{
+		snprintf(err, RL_TORCH_ERRLEN, "row source gave up at call %d", o->calls);
+		return 1;
+	}
+	for (int64_t i = 0; i < m; i++)
+		memcpy(out + i * o->obs_dim, o->obs + idx[i] * o->obs_dim,
+			   sizeof(float) * o->obs_dim);
+	if (o->calls - 1 == o->nan_at)
+		out[0] = NAN;
+	return 0;
+}
+
+/*
+ * Bounded memory (issue 16): observations built per minibatch by a
+ * callback give the update bit for bit what stored ones give; a failing
+ * or non-finite builder ends the update with an error.
+ */
+static void
+test_obs_on_demand(void)
+{
+	RlTorchNet *a;
+	RlTorchNet *b;
+	char		err[RL_TORCH_ERRLEN];
+	RlTorchUpdateStats sa;
+	RlTorchUpdateStats sb;
+	RlTorchPPOConfig cfg = default_cfg(700);
+	TestBatch  *t;
+	RlTorchBatch lazy;
+	ObsSource	src = {NULL, arch_default.obs_dim, 0, -1, -1};
+	Snapshot   *xa;
+	Snapshot   *xb;
+	int			same = 1;
+	RlTorchStatus rc;
+
+	require(rl_torch_net_create(&arch_default, 17, 3e-4f, &a, err) == RL_TORCH_OK, "create", err);
+	require(rl_torch_net_create(&arch_default, 17, 3e-4f, &b, err) == RL_TORCH_OK, "create", err);
+	t = random_batch(a, &arch_default, 1000);
+	src.obs = t->obs;
+	lazy = t->b;
+	lazy.obs = NULL;
+	lazy.obs_fn = obs_from_rows;
+	lazy.obs_arg = &src;
+	require(rl_torch_ppo_update(a, &cfg, &t->b, NULL, NULL, &sa, err) == RL_TORCH_OK, "update", err);
+	rc = rl_torch_ppo_update(b, &cfg, &lazy, NULL, NULL, &sb, err);
+	ok(rc == RL_TORCH_OK && sb.minibatches > 0 && src.calls == sb.minibatches,
+	   "observations built per minibatch: the update runs, one call per minibatch (%d)", src.calls);
+	xa = snapshot(a, NULL, a);
+	xb = snapshot(b, NULL, b);
+	for (int i = 0; i < RL_TORCH_N_TENSORS; i++)
+		same = same && memcmp(xa->data[i], xb->data[i], sizeof(float) * xa->numel[i]) == 0;
+	ok(same && sa.loss == sb.loss && sa.approx_kl == sb.approx_kl,
+	   "... and gives bit for bit the parameters, Adam state and stats of stored observations");
+
+	src.calls = 0;
+	src.fail_at = 2;
+	ok(rl_torch_ppo_update(b, &cfg, &lazy, NULL, NULL, &sb, err) == RL_TORCH_ERROR &&
+	   strstr(err, "observations could not be built: row source gave up at call 3") != NULL,
+	   "a builder that fails ends the update with its message (%s)", err);
+	src.calls = 0;
+	src.fail_at = -1;
+	src.nan_at = 1;
+	ok(rl_torch_ppo_update(b, &cfg, &lazy, NULL, NULL, &sb, err) == RL_TORCH_ERROR &&
+	   strstr(err, "observations") != NULL,
+	   "a builder that gives NaN is refused (%s)", err);
+	lazy.obs_fn = NULL;
+	ok(rl_torch_ppo_update(b, &cfg, &lazy, NULL, NULL, &sb, err) == RL_TORCH_ERROR,
+	   "no observations and no builder: refused (%s)", err);
+	free_snapshot(xa);
+	free_snapshot(xb);
+	free_batch(t);
+	rl_torch_net_free(a);
+	rl_torch_net_free(b);
+}
+
 /* Initial weights, forward pass and loss equal the reference's. */
 static void
 test_basics(void)
@@ -1153,6 +1243,7 @@ main(int argc, char **argv)
 	test_gradients(&arch_default, "window 32, hidden 64");
 	test_gradients(&arch_odd, "window 5, 4 features, hidden 17");
 	test_updates();
+	test_obs_on_demand();
 	test_noise_floor();
 	test_warm_start();
 	test_non_finite();
