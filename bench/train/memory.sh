@@ -7,7 +7,7 @@
 # depends on it.
 #
 #   bash bench/train/memory.sh                   (as root or as postgres)
-#   SYMBOLS=50 DAYS=30 EPOCHS=1 REPS=1 bash bench/train/memory.sh
+#   SYMBOLS=50 DAYS=30 EPOCHS=1 REPS=1 THREADS=1 bash bench/train/memory.sh
 #
 # Needs the extension installed (make install).
 set -eu
@@ -17,6 +17,7 @@ SYMBOLS=${SYMBOLS:-50}
 DAYS=${DAYS:-30}
 EPOCHS=${EPOCHS:-1}
 REPS=${REPS:-1}
+THREADS=${THREADS:-1}
 
 # initdb refuses root: copy what we need and run as postgres.
 if [ "$(id -u)" = 0 ]; then
@@ -26,7 +27,7 @@ if [ "$(id -u)" = 0 ]; then
 	cp "$here/memory.sh" "$work/src/bench/train/"
 	chown -R postgres "$work"
 	exec runuser -u postgres -- env BENCH_WORK="$work" SYMBOLS="$SYMBOLS" DAYS="$DAYS" \
-		EPOCHS="$EPOCHS" REPS="$REPS" bash "$work/src/bench/train/memory.sh"
+		EPOCHS="$EPOCHS" REPS="$REPS" THREADS="$THREADS" bash "$work/src/bench/train/memory.sh"
 fi
 work=${BENCH_WORK:-$(mktemp -d /tmp/rl_mlops_bench_mem.XXXXXX)}
 source "$root/test/lib/cluster.sh"
@@ -41,7 +42,8 @@ q "CREATE TABLE bars AS SELECT * FROM rl_mlops.synthetic_bars(symbols => $SYMBOL
 q "CREATE INDEX ON bars (symbol, ts)"
 rows=$(q "SELECT count(*) FROM bars")
 q "SELECT rl_mlops.create_agent('m', 'bars') IS NULL" 2>/dev/null
-q "SELECT rl_mlops.configure('m', initial_epochs => $EPOCHS, data_window => '$DAYS days') IS NULL"
+q "SELECT rl_mlops.configure('m', initial_epochs => $EPOCHS, data_window => '$DAYS days',
+                             threads => $THREADS) IS NULL"
 
 echo "| rows | epochs | worker peak RSS, VmHWM (MB) | of which shared buffers, peak RssShmem (MB) | worker's own peak, RssAnon + RssFile (MB) | bound 200 MB + 32 B/row | decisions per epoch | s per epoch (rollout + update) | run wall s | load (1 min) |"
 echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"

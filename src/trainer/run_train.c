@@ -29,11 +29,13 @@
 
 /*
  * Bytes a run will hold at its peak, estimated from the data read and the
- * network: the series, one stored observation per training decision (the
- * rollout keeps them for the PPO update, which may copy them once more),
- * per-decision and per-episode buffers, and the parameters with their
- * gradients, Adam moments and two serialised copies, on top of what
- * libtorch itself takes.
+ * network: the series (a return and the features per row), 16 bytes per
+ * training decision (action, log prob, value and return, reward and
+ * advantage: no observation, the PPO update rebuilds them per minibatch)
+ * and the update's shuffle (8 bytes per decision), per-episode buffers,
+ * and the parameters with their gradients, Adam moments and two
+ * serialised copies, on top of what libtorch itself takes.  Measured by
+ * bench/train/memory.sh.
  */
 static double
 estimated_memory(const RunState *rs)
@@ -49,9 +51,10 @@ estimated_memory(const RunState *rs)
 	for (int i = 0; i < rs->data->n_series; i++)
 		rows += rs->data->n_prices[i];
 	return RL_TORCH_BASE_MEMORY +
-		rows * (2.0 * (sizeof(double) * 3 + sizeof(float) * a->n_features)) +
-		decisions * (2.0 * sizeof(float) * a->obs_dim + 7 * sizeof(float)) +
-		episodes * sizeof(float) * (a->obs_dim + RL_N_ACTIONS + 1) +
+		rows * (sizeof(double) + sizeof(float) * a->n_features) +
+		decisions * (4 * sizeof(float) + sizeof(int64)) +
+		episodes * (sizeof(float) * (a->obs_dim + RL_N_ACTIONS + 1) +
+					sizeof(RlEpisode) + sizeof(int64)) +
 		params * sizeof(float) * 6;
 }
 
