@@ -189,6 +189,46 @@ ALTER TABLE rl_mlops.models ADD COLUMN IF NOT EXISTS settings jsonb,
                             ADD COLUMN IF NOT EXISTS description text;
 CREATE INDEX IF NOT EXISTS runs_agent_id ON rl_mlops.runs (agent, id);
 
+-- What each column means, for \d+ (README "Definitions and units").
+COMMENT ON COLUMN rl_mlops.models.version IS
+    'UTC time of registration, YYYYMMDD_HHMMSS (_2, _3 within one second); unique per agent';
+COMMENT ON COLUMN rl_mlops.models.checkpoint IS
+    'oid of the large object holding the safetensors bytes, owned by the extension owner';
+COMMENT ON COLUMN rl_mlops.models.sha256 IS 'sha256 of the checkpoint bytes, checked on every read';
+COMMENT ON COLUMN rl_mlops.models.size_bytes IS 'size of the checkpoint in bytes';
+COMMENT ON COLUMN rl_mlops.models.origin IS 'trained (by a run of this agent) or imported (import_model)';
+COMMENT ON COLUMN rl_mlops.models.parent_version IS
+    'version it was warm-started from (trained) or said to derive from (imported)';
+COMMENT ON COLUMN rl_mlops.models.training_epochs IS 'epochs of the run that made it';
+COMMENT ON COLUMN rl_mlops.models.training_loss IS 'the run''s PPO loss of its last epoch (see runs.loss)';
+COMMENT ON COLUMN rl_mlops.models.data_from IS 'first bar of the data window it was trained and validated on';
+COMMENT ON COLUMN rl_mlops.models.data_to IS 'last bar of that window (the holdout ends here)';
+COMMENT ON COLUMN rl_mlops.models.metrics IS
+    'holdout backtests (holdout, initial, champion on the same bars, holdout_by_symbol), holdout_ranges, '
+    'sigma, periods_per_year, decisions, worker_peak_rss_mb, library version';
+COMMENT ON COLUMN rl_mlops.models.validation IS 'each validation check as {"ok", "message"}, and ok for all';
+COMMENT ON COLUMN rl_mlops.models.state IS 'registered, validated, rejected, active (at most one per agent) or archived';
+COMMENT ON COLUMN rl_mlops.models.pinned IS 'kept by retention whatever its age';
+COMMENT ON COLUMN rl_mlops.models.file_format IS
+    '__metadata__ format of the file: rl_mlops/1, or pt / none for a plain PyTorch state_dict '
+    '(its architecture is the agent''s, its sigma the one import_model was given)';
+COMMENT ON COLUMN rl_mlops.models.widened_from IS 'dtypes of the file widened to F32 on reading (F16, BF16, F64), or NULL';
+COMMENT ON COLUMN rl_mlops.models.settings IS 'the agent''s settings the run used, with PostgreSQL, rl_mlops and libtorch versions';
+COMMENT ON COLUMN rl_mlops.models.tags IS 'free-form JSON object set by tag_model';
+COMMENT ON COLUMN rl_mlops.models.description IS 'free text set by tag_model';
+COMMENT ON COLUMN rl_mlops.models.agent IS 'the agent (rl_mlops.agents.name)';
+COMMENT ON COLUMN rl_mlops.models.file_name IS 'checkpoint_<version>.safetensors, the name lo_export should use';
+COMMENT ON COLUMN rl_mlops.models.run_id IS 'the training run that made it (rl_mlops.runs.id)';
+COMMENT ON COLUMN rl_mlops.models.created_at IS 'when it was registered';
+COMMENT ON COLUMN rl_mlops.models.validated_at IS 'when validate_model (or the run) last validated it';
+COMMENT ON COLUMN rl_mlops.models.deployed_at IS 'when it last became active';
+COMMENT ON COLUMN rl_mlops.models.archived_at IS 'when it was last replaced as the active version';
+COMMENT ON COLUMN rl_mlops.models.created_by IS 'role that registered it (current role after SET ROLE)';
+COMMENT ON COLUMN rl_mlops.deployments.action IS
+    'deploy, rollback, auto_rollback (monitor() on evidence) or promote (a challenger, on evidence)';
+COMMENT ON COLUMN rl_mlops.deployments.previous_version IS 'the version that was active before';
+COMMENT ON COLUMN rl_mlops.deployments.details IS 'monitor()''s evidence for an automatic deployment';
+
 -- Is a run's state one of the unfinished ones (its worker may still run)?
 -- The one place that lists them.
 CREATE OR REPLACE FUNCTION rl_mlops._run_unfinished(p_state text)

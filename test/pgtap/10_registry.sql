@@ -6,7 +6,7 @@ BEGIN;
 SET LOCAL client_min_messages = error;
 -- Versions are UTC whatever the session's time zone.
 SET LOCAL TimeZone = 'America/New_York';
-SELECT plan(155);
+SELECT plan(156);
 
 CREATE EXTENSION rl_mlops;
 \ir helpers/checkpoint.sql
@@ -486,6 +486,12 @@ SELECT results_eq(
 SELECT is((SELECT count(*)::int FROM rl_mlops.models WHERE agent = 'f'), 1, 'other agents keep their models');
 SELECT is(rl_mlops.drop_all(), 1, 'drop_all drops the remaining agent');
 SELECT is((SELECT count(*)::int FROM rl_mlops.models), 0, 'no model row is left');
+
+-- \d+ explains every column of the registry (issue 15)
+SELECT is((SELECT array_agg(attname ORDER BY attnum) FROM pg_attribute
+            WHERE attrelid = 'rl_mlops.models'::regclass AND attnum > 0 AND NOT attisdropped
+              AND col_description(attrelid, attnum) IS NULL),
+          NULL, 'every column of rl_mlops.models has a comment');
 
 SELECT * FROM finish();
 ROLLBACK;
