@@ -63,10 +63,14 @@ PG_CPPFLAGS = $(addprefix -I$(srcdir)/src/,core common extension trainer) -I$(sr
 
 # -O3 -fno-math-errno -fno-trapping-math let GCC vectorise the shim's
 # elementwise loops (Adam, tanh); none changes a result (no fast-math).
+# -ffp-contract=off: the shim's AVX-512 clones (target_clones) would
+# otherwise fuse multiply-adds and round differently from the baseline.
+# libblas.so.3 is libtorch_cpu's own BLAS: the shim calls its sgemm_.
 TORCH_CXXFLAGS = -std=c++17 -O3 -fno-math-errno -fno-trapping-math -fPIC \
+	-ffp-contract=off \
 	-Wall -Wextra -Werror -D_GLIBCXX_USE_CXX11_ABI=1 \
 	-isystem /usr/include/torch/csrc/api/include
-TORCH_LIBS = -ltorch -ltorch_cpu -lc10 -lstdc++
+TORCH_LIBS = -ltorch -ltorch_cpu -lc10 -l:libblas.so.3 -lstdc++
 
 # Both libraries may end up in one worker process (the trainer calls SQL
 # functions of rl_mlops.so); -Bsymbolic keeps each bound to its own copies.

@@ -11,9 +11,12 @@
  *
  * There is no autograd either.  The PPO update is a hand-derived forward
  * pass, loss and backward pass (ppo_terms), PyTorch's gradient-norm clip
- * and Adam (clip_and_adam), all on preallocated tensors: the GEMMs and the
- * tanh kernels through ATen's *_out ops, the small per-row parts as plain
- * loops.  At the default size (256 x 33 -> 64 -> 64 -> 3 + 1) autograd
+ * and Adam (clip_and_adam), all on preallocated buffers: the GEMMs straight
+ * through the BLAS libtorch uses (sgemm_), everything else as plain loops,
+ * the elementwise ones fused (bias, tanh; tanh backward, bias gradient) and
+ * compiled for AVX-512 and AVX2 as well, chosen at run time.  A step calls
+ * no ATen op: at this size dispatch and tensor bookkeeping cost as much as
+ * the elementwise work.  At the default size (256 x 33 -> 64 -> 64 -> 3 + 1) autograd
  * and torch::optim::Adam spent most of a step building the graph and
  * dispatching per-tensor ops.  test/c/test_torch.c checks gradients and
  * whole updates against the former autograd code (test/c/torch_reference.cpp).
@@ -37,6 +40,7 @@
 
 #include <algorithm>
 #include <cfloat>
+#include <climits>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
@@ -52,6 +56,16 @@
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/version.h>
+
+/*
+ * The BLAS that libtorch itself calls for float GEMMs (libblas.so.3, a
+ * dependency of libtorch_cpu; linked explicitly, see the Makefile).
+ */
+extern "C" void sgemm_(const char *transa, const char *transb, const int *m,
+					   const int *n, const int *k, const float *alpha,
+					   const float *a, const int *lda, const float *b,
+					   const int *ldb, const float *beta, float *c,
+					   const int *ldc);
 
 namespace
 {
@@ -182,21 +196,23 @@ enum
 /*
  * Work buffers of the PPO loss and gradient for up to "rows" minibatch
  * rows.  The update keeps one in the net so that a step allocates nothing;
- * h1 and h2 are the forward activations the backward pass reuses.
+ * h1 and h2 are the forward activations the backward pass reuses.  Plain
+ * arrays: a step calls no ATen op at all (at this size dispatch and tensor
+ * bookkeeping cost as much as the elementwise work).
  */
 struct RlPpoWork
 {
 	int64_t		rows = 0;
 	bool		gather = false;	/* has x */
 	bool		backward = false;	/* has dhead, d1, d2 */
-	at::Tensor	x;				/* [rows, obs_dim] the minibatch's observations */
-	at::Tensor	h1;				/* [rows, hidden] tanh of the first layer */
-	at::Tensor	h2;				/* [rows, hidden] tanh of the second layer */
-	at::Tensor	scratch;		/* [rows, hidden] for tanh_inplace */
-	at::Tensor	head;			/* [rows, n_actions + 1] logits, then value */
-	at::Tensor	dhead;			/* [rows, n_actions + 1] dloss/dhead */
-	at::Tensor	d2;				/* [rows, hidden] dloss/dh2, then dloss/dz2 */
-	at::Tensor	d1;				/* [rows, hidden] dloss/dh1, then dloss/dz1 */
+	std::vector<float> x;		/* [rows, obs_dim] the minibatch's observations */
+	std::vector<float> h1;		/* [rows, hidden] tanh of the first layer */
+	std::vector<float> h2;		/* [rows, hidden] tanh of the second layer */
+	std::vector<float> head;	/* [rows, n_actions + 1] logits, then value */
+	std::vector<float> dhead;	/* [rows, n_actions + 1] dloss/dhead */
+	std::vector<float> d2;		/* [rows, hidden] dloss/dh2, then dloss/dz2 */
+	std::vector<float> d1;		/* [rows, hidden] dloss/dh1, then dloss/dz1 */
+	std::vector<double> colsum;	/* [max(hidden, n_actions + 1)] bias sums */
 	std::vector<float> adv;		/* [rows] normalised advantages */
 	std::vector<float> logp;	/* [n_actions] one row's log-probabilities */
 	std::vector<float> prob;	/* [n_actions] and probabilities */
@@ -438,17 +454,17 @@ ensure_work(RlPpoWork *w, const RlArch *a, int64_t rows, bool gather,
 	const int64_t k = (int64_t) a->n_actions + 1;
 
 	if (gather)
-		w->x = at::empty({rows, (int64_t) a->obs_dim}, at::kFloat);
-	w->h1 = at::empty({rows, h}, at::kFloat);
-	w->h2 = at::empty({rows, h}, at::kFloat);
-	w->scratch = at::empty({rows, h}, at::kFloat);
-	w->head = at::empty({rows, k}, at::kFloat);
+		w->x.resize(rows * a->obs_dim);
+	w->h1.resize(rows * h);
+	w->h2.resize(rows * h);
+	w->head.resize(rows * k);
 	if (backward)
 	{
-		w->dhead = at::empty({rows, k}, at::kFloat);
-		w->d2 = at::empty({rows, h}, at::kFloat);
-		w->d1 = at::empty({rows, h}, at::kFloat);
+		w->dhead.resize(rows * k);
+		w->d2.resize(rows * h);
+		w->d1.resize(rows * h);
 	}
+	w->colsum.resize(std::max(h, k));
 	w->adv.resize(rows);
 	w->logp.resize(a->n_actions);
 	w->prob.resize(a->n_actions);
@@ -458,45 +474,149 @@ ensure_work(RlPpoWork *w, const RlArch *a, int64_t rows, bool gather,
 }
 
 /*
- * h = tanh(h) for a contiguous tensor, scratch as large.  libtorch's tanh
- * (Sleef, within 1 ulp) took about 2 ns an element here, a quarter of a
- * PPO step; this takes about two thirds of that and stays within 2.1 ulp
- * of tanh for every float (checked exhaustively against double precision):
- *	 |x| >= 0.3: tanh x = sign(x) (1 - e) / (1 + e), e = exp(-2|x|) from
- *	   ATen's vectorised exp; e <= 0.55, so 1 - e cancels at most one bit;
- *	 |x| < 0.3: the Taylor series x - x^3/3 + 2x^5/15 - 17x^7/315 +
- *	   62x^9/2835 - 1382x^11/155925 + 21844x^13/6081075, whose next term is
- *	   below 1e-10 of x there.
- * Large |x| gives e = 0, so exactly +-1; NaN stays NaN.  Both loops
- * vectorise (TORCH_CXXFLAGS in the Makefile).  The backward pass needs
- * only h: d tanh(z)/dz = 1 - h^2.
+ * Vector code is compiled for AVX-512 and AVX2 besides the baseline and
+ * picked at load time from the CPU (no -march in the build).  The build
+ * has -ffp-contract=off, so the clones round exactly as the baseline does
+ * and results do not depend on which one runs.
+ */
+#define RL_VECTOR_CLONES \
+	__attribute__((target_clones("avx512f", "avx2", "default")))
+
+/*
+ * C = op(A) op(B) + beta C for row-major float matrices through the BLAS
+ * libtorch links (the sgemm_ that at::mm calls, so the same kernels),
+ * without ATen's dispatch and tensor bookkeeping, a few microseconds per
+ * call at this size.  Row-major C is column-major C', hence B before A.
  */
 void
-tanh_inplace(at::Tensor &h, at::Tensor &scratch)
+gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+	 const float *a, int64_t lda, const float *b, int64_t ldb,
+	 float beta, float *c, int64_t ldc)
 {
-	const int64_t n = h.numel();
-	float	   *__restrict z = h.data_ptr<float>();
-	float	   *__restrict e = scratch.data_ptr<float>();
-	const float c3 = (float) (-1.0 / 3);
-	const float c5 = (float) (2.0 / 15);
-	const float c7 = (float) (-17.0 / 315);
-	const float c9 = (float) (62.0 / 2835);
-	const float c11 = (float) (-1382.0 / 155925);
-	const float c13 = (float) (21844.0 / 6081075);
+	if (m > INT_MAX || n > INT_MAX || k > INT_MAX || lda > INT_MAX ||
+		ldb > INT_MAX || ldc > INT_MAX)
+		fail("matrix of %lld x %lld is too large", (long long) m,
+			 (long long) std::max(n, k));
 
+	const char	ta = trans_a ? 'T' : 'N';
+	const char	tb = trans_b ? 'T' : 'N';
+	const int	im = (int) m,
+				in = (int) n,
+				ik = (int) k,
+				ilda = (int) lda,
+				ildb = (int) ldb,
+				ildc = (int) ldc;
+	const float one = 1.0f;
+
+	sgemm_(&tb, &ta, &in, &im, &ik, &one, b, &ildb, a, &ilda, &beta, c, &ildc);
+}
+
+/*
+ * tanh of one float within 0.6 ulp (test_torch sweeps every float up to
+ * 20).  libtorch's tanh (Sleef, within 1 ulp) took about 2 ns an element
+ * here; inlined into the vector loops below this takes a fraction of it:
+ *	 |x| >= 0.3: tanh x = sign(x) (1 - e) / (1 + e), e = exp(-2|x|), in
+ *	   double and rounded once; the exp by 2^n exp(r), n = round(a / ln 2),
+ *	   |r| <= ln 2 / 2, exp(r) by its Taylor polynomial of degree 7
+ *	   (relative error below 6e-9, a tenth of a float ulp);
+ *	 |x| < 0.3: in float, the Taylor series x - x^3/3 + 2x^5/15 -
+ *	   17x^7/315 + 62x^9/2835 - 1382x^11/155925 + 21844x^13/6081075, whose
+ *	   next term is below 1e-10 of x there.
+ * Large |x| gives e < 1e-43, so exactly +-1; NaN stays NaN.  Both branches
+ * are computed and one selected, so a loop of it vectorises.  The backward
+ * pass needs only h: d tanh(z)/dz = 1 - h^2.
+ */
+inline __attribute__((always_inline)) float
+tanh1(float x)
+{
+	const float x2 = x * x;
+	const float small = x + x * (x2 * ((float) (-1.0 / 3) + x2 *
+									   ((float) (2.0 / 15) + x2 *
+										((float) (-17.0 / 315) + x2 *
+										 ((float) (62.0 / 2835) + x2 *
+										  ((float) (-1382.0 / 155925) + x2 *
+										   (float) (21844.0 / 6081075)))))));
+	double		a = -2.0 * std::fabs((double) x);
+
+	a = a < -100.0 ? -100.0 : a;	/* NaN stays NaN */
+
+	/* n = round(a / ln 2) in the low bits of t, and exactly as a double */
+	const double shifter = 0x1.8p52;
+	const double t = a * 1.4426950408889634 + shifter;
+	const double n = t - shifter;
+	const double r = a - n * 0.6931471805599453;
+	const double r2 = r * r;
+	const double r4 = r2 * r2;
+	/* Estrin's scheme: shorter dependency chains than Horner's */
+	const double p = ((1 + r) + r2 * (1.0 / 2 + r * (1.0 / 6))) +
+		r4 * ((1.0 / 24 + r * (1.0 / 120)) + r2 * (1.0 / 720 + r * (1.0 / 5040)));
+	uint64_t	bits;
+	double		scale;
+
+	/* 2^n: n + 1023 (between 878 and 1023) into the exponent field */
+	memcpy(&bits, &t, sizeof(bits));
+	bits = (bits + 1023) << 52;
+	memcpy(&scale, &bits, sizeof(scale));
+
+	const double e = p * scale;
+	const float large = (float) std::copysign((1 - e) / (1 + e), (double) x);
+
+	return x2 < 0.09f ? small : large;
+}
+
+/* x[i] = tanh(x[i]) over an array (the test entry rl_torch_tanh). */
+RL_VECTOR_CLONES void
+tanh_array(float *__restrict x, int64_t n)
+{
 	for (int64_t i = 0; i < n; i++)
-		e[i] = -2.0f * std::fabs(z[i]);
-	scratch.exp_();
-	for (int64_t i = 0; i < n; i++)
+		x[i] = tanh1(x[i]);
+}
+
+/*
+ * A layer's activation in one pass over its GEMM output: h = tanh(h +
+ * bias) row by row (the bias added after the product, as addmm's beta = 1
+ * adds it).
+ */
+RL_VECTOR_CLONES void
+tanh_bias_rows(float *__restrict h, const float *__restrict bias,
+			   int64_t rows, int64_t cols)
+{
+	for (int64_t r = 0; r < rows; r++)
 	{
-		const float x = z[i];
-		const float x2 = x * x;
-		const float small = x + x * (x2 * (c3 + x2 * (c5 + x2 * (c7 + x2 *
-														   (c9 + x2 * (c11 + x2 * c13))))));
-		const float large = std::copysign((1.0f - e[i]) / (1.0f + e[i]), x);
+		float	   *__restrict hr = h + r * cols;
 
-		z[i] = x2 < 0.09f ? small : large;
+		for (int64_t j = 0; j < cols; j++)
+			hr[j] = tanh1(hr[j] + bias[j]);
 	}
+}
+
+/*
+ * Back through a tanh layer in one pass: d = d (1 - h^2) (as ATen's
+ * tanh_backward rounds it) and gb = the column sums of the new d, the
+ * layer's bias gradient, summed in double in acc (cols of them).
+ */
+RL_VECTOR_CLONES void
+tanh_grad_rows(float *__restrict d, const float *__restrict h,
+			   int64_t rows, int64_t cols, double *__restrict acc,
+			   float *__restrict gb)
+{
+	for (int64_t j = 0; j < cols; j++)
+		acc[j] = 0;
+	for (int64_t r = 0; r < rows; r++)
+	{
+		float	   *__restrict dr = d + r * cols;
+		const float *__restrict hr = h + r * cols;
+
+		for (int64_t j = 0; j < cols; j++)
+		{
+			const float g = dr[j] * (1.0f - hr[j] * hr[j]);
+
+			dr[j] = g;
+			acc[j] += g;
+		}
+	}
+	for (int64_t j = 0; j < cols; j++)
+		gb[j] = (float) acc[j];
 }
 
 /* The PPO loss of one minibatch and its parts, as the float scalars they were. */
@@ -548,44 +668,48 @@ ppo_terms(RlTorchNet *net, const RlTorchPPOConfig *cfg,
 	const int64_t d = a->obs_dim;
 	const int64_t na = a->n_actions;
 	const int64_t k = na + 1;
-	at::Tensor	x;
+	const int64_t h = a->hidden;
+	const float *x;
 
 	if (idx != nullptr && b->obs == nullptr)
 	{
 		/* built on demand (bounded memory), checked as a stored batch is */
-		float	   *xd = w->x.data_ptr<float>();
+		float	   *xd = w->x.data();
 		char		msg[RL_TORCH_ERRLEN] = "";
 
 		if (b->obs_fn(b->obs_arg, idx, rows, xd, msg) != 0)
 			fail("observations could not be built: %s", msg);
 		check_finite(xd, rows * d, "observations");
-		x = w->x.narrow(0, 0, rows);
+		x = xd;
 	}
 	else if (idx != nullptr)
 	{
-		float	   *xd = w->x.data_ptr<float>();
+		float	   *xd = w->x.data();
 
 		for (int64_t r = 0; r < rows; r++)
 			memcpy(xd + r * d, b->obs + idx[r] * d, sizeof(float) * d);
-		x = w->x.narrow(0, 0, rows);
+		x = xd;
 	}
 	else
 	{
 		if (b->obs == nullptr)
 			fail("this computation needs the batch's observations");
-		x = wrap(b->obs, {rows, d});
+		x = b->obs;
 	}
 
-	at::Tensor	h1 = w->h1.narrow(0, 0, rows);
-	at::Tensor	h2 = w->h2.narrow(0, 0, rows);
-	at::Tensor	head = w->head.narrow(0, 0, rows);
-	at::Tensor	scratch = w->scratch.narrow(0, 0, rows);
+	const float *w1 = net->param[P_W1].data_ptr<float>();
+	const float *w2 = net->param[P_W2].data_ptr<float>();
+	const float *hw = net->head_w.data_ptr<float>();
+	const float *hb = net->head_b.data_ptr<float>();
+	float	   *h1 = w->h1.data();
+	float	   *h2 = w->h2.data();
+	float	   *head = w->head.data();
 
-	at::addmm_out(h1, net->param[P_B1], x, net->param[P_W1].t());
-	tanh_inplace(h1, scratch);
-	at::addmm_out(h2, net->param[P_B2], h1, net->param[P_W2].t());
-	tanh_inplace(h2, scratch);
-	at::addmm_out(head, net->head_b, h2, net->head_w.t());
+	gemm(false, true, rows, h, d, x, d, w1, d, 0.0f, h1, h);
+	tanh_bias_rows(h1, net->param[P_B1].data_ptr<float>(), rows, h);
+	gemm(false, true, rows, h, h, h1, h, w2, h, 0.0f, h2, h);
+	tanh_bias_rows(h2, net->param[P_B2].data_ptr<float>(), rows, h);
+	gemm(false, true, rows, k, h, h2, h, hw, h, 0.0f, head, k);
 
 	/*
 	 * Advantages normalised over the minibatch: (A - mean) / (std + 1e-8),
@@ -625,8 +749,7 @@ ppo_terms(RlTorchNet *net, const RlTorchPPOConfig *cfg,
 	const float g_pol = -1.0f / (float) rows;
 	const float g_ent = cfg->entropy_coef / (float) rows;
 	const float g_val = cfg->value_coef / (float) rows;
-	const float *hd = head.data_ptr<float>();
-	float	   *dh = backward ? w->dhead.data_ptr<float>() : nullptr;
+	float	   *dh = backward ? w->dhead.data() : nullptr;
 	float	   *lp = w->logp.data();
 	float	   *pr = w->prob.data();
 	double		s_pol = 0,
@@ -637,11 +760,16 @@ ppo_terms(RlTorchNet *net, const RlTorchPPOConfig *cfg,
 	for (int64_t r = 0; r < rows; r++)
 	{
 		const int64_t i = idx ? idx[r] : r;
-		const float *z = hd + r * k;
+		float	   *z = head + r * k;
 		const int	act = b->actions[i];
-		float		mx = z[0],
+		float		mx,
 					se = 0,
 					pl = 0;
+
+		/* the bias after the product, as addmm's beta = 1 adds it */
+		for (int64_t j = 0; j < k; j++)
+			z[j] += hb[j];
+		mx = z[0];
 
 		/* log_softmax as ATen computes it: z - (max + log(sum exp(z - max))) */
 		for (int64_t j = 1; j < na; j++)
@@ -717,13 +845,12 @@ ppo_terms(RlTorchNet *net, const RlTorchPPOConfig *cfg,
 		return t;
 
 	/* the heads, then back through the trunk */
-	at::Tensor	dhead = w->dhead.narrow(0, 0, rows);
-	at::Tensor	d2 = w->d2.narrow(0, 0, rows);
-	at::Tensor	d1 = w->d1.narrow(0, 0, rows);
-	const int64_t dim0[1] = {0};
+	float	   *d2 = w->d2.data();
+	float	   *d1 = w->d1.data();
 	float	   *gb = net->head_gb.data_ptr<float>();
 
-	at::mm_out(net->head_gw, dhead.t(), h2);
+	gemm(true, false, k, h, rows, dh, k, h2, h, 0.0f,
+		 net->head_gw.data_ptr<float>(), h);
 	for (int64_t j = 0; j < k; j++)
 	{
 		double		s = 0;
@@ -732,14 +859,16 @@ ppo_terms(RlTorchNet *net, const RlTorchPPOConfig *cfg,
 			s += dh[r * k + j];
 		gb[j] = (float) s;
 	}
-	at::mm_out(d2, dhead, net->head_w);
-	at::tanh_backward_out(d2, d2, h2);
-	at::mm_out(net->grad[P_W2], d2.t(), h1);
-	at::sum_out(net->grad[P_B2], d2, dim0);
-	at::mm_out(d1, d2, net->param[P_W2]);
-	at::tanh_backward_out(d1, d1, h1);
-	at::mm_out(net->grad[P_W1], d1.t(), x);
-	at::sum_out(net->grad[P_B1], d1, dim0);
+	gemm(false, false, rows, h, k, dh, k, hw, h, 0.0f, d2, h);
+	tanh_grad_rows(d2, h2, rows, h, w->colsum.data(),
+				   net->grad[P_B2].data_ptr<float>());
+	gemm(true, false, h, h, rows, d2, h, h1, h, 0.0f,
+		 net->grad[P_W2].data_ptr<float>(), h);
+	gemm(false, false, rows, h, h, d2, h, w2, h, 0.0f, d1, h);
+	tanh_grad_rows(d1, h1, rows, h, w->colsum.data(),
+				   net->grad[P_B1].data_ptr<float>());
+	gemm(true, false, h, d, rows, d1, h, x, d, 0.0f,
+		 net->grad[P_W1].data_ptr<float>(), d);
 	return t;
 }
 
@@ -757,7 +886,7 @@ ppo_terms(RlTorchNet *net, const RlTorchPPOConfig *cfg,
  *	 p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps),
  * in float with the scalar factors rounded as libtorch's ops round them.
  */
-bool
+RL_VECTOR_CLONES bool
 clip_and_adam(RlTorchNet *net, float max_norm)
 {
 	const int64_t n = net->numel;
@@ -1106,10 +1235,10 @@ rl_torch_ppo_update(RlTorchNet *net, const RlTorchPPOConfig *cfg,
 		const int64_t n = batch->n;
 		const int64_t mb = cfg->minibatch;
 
-		/* work buffers first: they must not be inference tensors */
 		ensure_work(&net->work, &net->arch, std::min(mb, n), true, true);
 		net->lr = cfg->lr;
 
+		/* only randperm below makes tensors */
 		c10::InferenceMode guard;
 		at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(cfg->seed);
 		double		sum[5] = {0, 0, 0, 0, 0};
@@ -1242,11 +1371,7 @@ rl_torch_tanh(float *x, int64_t n, char *err)
 		if (x == nullptr || n <= 0)
 			fail("tanh needs a non-empty array");
 
-		at::Tensor	scratch = at::empty({n}, at::kFloat);
-		c10::InferenceMode guard;
-		at::Tensor	h = at::from_blob(x, {n}, at::kFloat);
-
-		tanh_inplace(h, scratch);
+		tanh_array(x, n);
 		return RL_TORCH_OK;
 	});
 }

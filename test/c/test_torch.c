@@ -1182,26 +1182,39 @@ cmp_double(const void *a, const void *b)
 
 /*
  * Median microseconds per 256-row step, one thread: 4096 rows, one pass
- * (16 steps) per call, 40 timed calls after 3 warm-up calls.
+ * (16 steps) per call, 40 timed calls after 3 warm-up calls; the update
+ * with stored observations, with observations built per minibatch by a
+ * callback (obs NULL, as the training worker calls it) and the autograd
+ * reference.
  */
 static void
 bench(void)
 {
 	enum
 	{
-	CALLS = 40};
+	CALLS = 40, IMPLS = 3};
+	static const char *const label[IMPLS] = {
+		"hand-derived, stored obs", "hand-derived, obs_fn", "autograd, stored obs"};
 	char		err[RL_TORCH_ERRLEN];
 	Pair		p = make_pair(&arch_default, 1);
+	RlTorchNet *lazy_net;
 	TestBatch  *t = real_batch(p.nw, &arch_default, 4096);
 	RlTorchPPOConfig cfg = default_cfg(1);
-	double		us[2][CALLS];
+	ObsSource	src = {t->obs, arch_default.obs_dim, 0, -1, -1};
+	RlTorchBatch lazy = t->b;
+	double		us[IMPLS][CALLS];
 
 	require(rl_torch_set_threads(1, err) == RL_TORCH_OK, "threads", err);
+	require(rl_torch_net_create(&arch_default, 1, 3e-4f, &lazy_net, err) == RL_TORCH_OK,
+			"create", err);
+	lazy.obs = NULL;
+	lazy.obs_fn = obs_from_rows;
+	lazy.obs_arg = &src;
 	cfg.update_passes = 1;
 	diag("bench: load average before %s", loadavg());
-	/* interleaved, so that both see the same machine load */
+	/* interleaved, so that all see the same machine load */
 	for (int c = -3; c < CALLS; c++)
-		for (int impl = 0; impl < 2; impl++)
+		for (int impl = 0; impl < IMPLS; impl++)
 		{
 			RlTorchUpdateStats st;
 			double		t0 = now_s();
@@ -1210,20 +1223,24 @@ bench(void)
 			cfg.seed = 1000 + c;
 			rc = impl == 0 ?
 				rl_torch_ppo_update(p.nw, &cfg, &t->b, NULL, NULL, &st, err) :
+				impl == 1 ?
+				rl_torch_ppo_update(lazy_net, &cfg, &lazy, NULL, NULL, &st, err) :
 				ref_torch_ppo_update(p.rf, &cfg, &t->b, NULL, NULL, &st, err);
 			require(rc == RL_TORCH_OK && st.minibatches == 16, "bench update", err);
 			if (c >= 0)
 				us[impl][c] = (now_s() - t0) / 16 * 1e6;
 		}
-	qsort(us[0], CALLS, sizeof(double), cmp_double);
-	qsort(us[1], CALLS, sizeof(double), cmp_double);
 	diag("bench: ppo step of 256 rows (33 -> 64 -> 64 -> 3 + 1), 1 thread, median of %d:",
 		 CALLS);
-	diag("bench:   hand-derived  %7.1f us/step (min %.1f, max %.1f)",
-		 (us[0][CALLS / 2 - 1] + us[0][CALLS / 2]) / 2, us[0][0], us[0][CALLS - 1]);
-	diag("bench:   autograd      %7.1f us/step (min %.1f, max %.1f)",
-		 (us[1][CALLS / 2 - 1] + us[1][CALLS / 2]) / 2, us[1][0], us[1][CALLS - 1]);
+	for (int impl = 0; impl < IMPLS; impl++)
+	{
+		qsort(us[impl], CALLS, sizeof(double), cmp_double);
+		diag("bench:   %-25s %7.1f us/step (min %.1f, max %.1f)", label[impl],
+			 (us[impl][CALLS / 2 - 1] + us[impl][CALLS / 2]) / 2, us[impl][0],
+			 us[impl][CALLS - 1]);
+	}
 	diag("bench: load average after %s", loadavg());
+	rl_torch_net_free(lazy_net);
 	free_batch(t);
 	free_pair(&p);
 }
