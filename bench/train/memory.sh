@@ -45,8 +45,8 @@ q "SELECT rl_mlops.create_agent('m', 'bars') IS NULL" 2>/dev/null
 q "SELECT rl_mlops.configure('m', initial_epochs => $EPOCHS, data_window => '$DAYS days',
                              threads => $THREADS) IS NULL"
 
-echo "| rows | epochs | worker peak RSS, VmHWM (MB) | of which shared buffers, peak RssShmem (MB) | worker's own peak, RssAnon + RssFile (MB) | bound 200 MB + 32 B/row | decisions per epoch | s per epoch (rollout + update) | run wall s | load (1 min) |"
-echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+echo "| rows | epochs | worker peak RSS, VmHWM (MB) | of which shared buffers, peak RssShmem (MB) | worker's own peak, RssAnon + RssFile (MB) | bound 200 MB + 32 B/row | decisions per epoch | s per epoch (rollout + update) | update µs per minibatch step (worker log, median of epochs) | run wall s | load (1 min) |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 for _ in $(seq "$REPS"); do
 	run=$(q "SELECT rl_mlops.retrain('m', full => true)" 2>/dev/null)
 	# the worker's VmHWM (peak RSS), read until it exits: works for builds
@@ -71,10 +71,13 @@ for _ in $(seq "$REPS"); do
 	until [ "$(q "SELECT state IN ('succeeded', 'rejected', 'failed', 'cancelled') FROM rl_mlops.runs WHERE id = $run")" = t ]; do
 		sleep 0.2
 	done
-	q "SELECT format('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |', $rows, r.epochs,
+	# the worker logs the update's time per minibatch step for each epoch
+	step_us=$(grep -o "run $run epoch [0-9]*/[0-9]*: .*update [0-9]* us" "$CLUSTER_DIR/server.log" |
+		sed 's/.*update \([0-9]*\) us/\1/' | sort -n | awk '{v[NR]=$1} END {print (NR ? v[int((NR+1)/2)] : "n/a")}')
+	q "SELECT format('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |', $rows, r.epochs,
 	              round($hwm / 1024.0, 1), round($shm / 1024.0, 1), round($own / 1024.0, 1),
 	              round(200 + 32 * $rows / 1048576.0, 1),
-	              r.samples, round((r.samples / r.samples_per_second)::numeric, 2),
+	              r.samples, round((r.samples / r.samples_per_second)::numeric, 2), '$step_us',
 	              round(extract(epoch FROM r.finished_at - r.started_at)::numeric, 1),
 	              '$(cut -d' ' -f1 /proc/loadavg)')
 	     FROM rl_mlops.runs r WHERE r.id = $run"

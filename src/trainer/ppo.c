@@ -150,6 +150,8 @@ rl_ppo_train(RlTorchNet *net, const RlTrainConf *conf, const RlSeries *train,
 		RlTorchStatus st;
 		instr_time	start;
 		instr_time	elapsed;
+		instr_time	update_start;
+		instr_time	update_time;
 
 		INSTR_TIME_SET_CURRENT(start);
 		spec.seed = conf->seed * 1000003 + epoch;
@@ -176,8 +178,11 @@ rl_ppo_train(RlTorchNet *net, const RlTrainConf *conf, const RlSeries *train,
 		batch.advantages = buf.advantages;
 		batch.returns = buf.returns;
 		ppo.seed = conf->seed * 7919 + epoch;
+		INSTR_TIME_SET_CURRENT(update_start);
 		st = rl_torch_ppo_update(net, &ppo, &batch, rl_trainer_should_stop, NULL,
 								 &ustats, terr);
+		INSTR_TIME_SET_CURRENT(update_time);
+		INSTR_TIME_SUBTRACT(update_time, update_start);
 		raise_if_cancelled();
 		if (st != RL_TORCH_OK)
 			ereport(ERROR,
@@ -193,6 +198,8 @@ rl_ppo_train(RlTorchNet *net, const RlTrainConf *conf, const RlSeries *train,
 		result.mean_episode_return = rstats.mean_episode_return;
 		result.samples = n_decisions;
 		result.samples_per_second = n_decisions / Max(INSTR_TIME_GET_DOUBLE(elapsed), 1e-9);
+		result.update_us_per_step = INSTR_TIME_GET_MICROSEC(update_time) /
+			(double) Max(ustats.minibatches, 1);
 		if (on_epoch)
 			on_epoch(arg, &result);
 	}

@@ -33,6 +33,8 @@ typedef struct RlEpochResult
 	double		mean_episode_return;
 	double		entropy;
 	int64		samples;
+	double		update_us_per_step; /* the PPO update's wall time per
+									 * minibatch step, in microseconds */
 } RlEpochResult;
 
 typedef void (*RlEpochCallback) (void *arg, const RlEpochResult *result);

@@ -233,9 +233,9 @@ rl_run_report_epoch(void *arg, const RlEpochResult *r)
 	Datum		values[4];
 
 	ereport(LOG,
-			(errmsg("rl_mlops: run " INT64_FORMAT " epoch %d/%d: loss %.6f, %.0f samples/s, mean episode return %.4f",
+			(errmsg("rl_mlops: run " INT64_FORMAT " epoch %d/%d: loss %.6f, %.0f samples/s, mean episode return %.4f, update %.0f us per minibatch step",
 					rs->run_id, r->epoch, rs->epochs, r->loss, r->samples_per_second,
-					r->mean_episode_return)));
+					r->mean_episode_return, r->update_us_per_step)));
 	values[0] = Int64GetDatum(rs->run_id);
 	values[1] = Int32GetDatum(r->epoch);
 	values[2] = Float8GetDatum(r->loss);
