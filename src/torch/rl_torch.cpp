@@ -13,7 +13,8 @@
  * pass, loss and backward pass (ppo_terms), PyTorch's gradient-norm clip
  * and Adam (clip_and_adam), all on preallocated buffers: the GEMMs straight
  * through the BLAS libtorch uses (sgemm_), everything else as plain loops,
- * the elementwise ones fused (bias, tanh; tanh backward, bias gradient) and
+ * the elementwise ones fused (bias, tanh; tanh backward, bias gradient),
+ * the per-row loss run across rows with its own exp and log (ppo_rows), all
  * compiled for AVX-512 and AVX2 as well, chosen at run time.  A step calls
  * no ATen op: at this size dispatch and tensor bookkeeping cost as much as
  * the elementwise work.  At the default size (256 x 33 -> 64 -> 64 -> 3 + 1) autograd
@@ -66,6 +67,15 @@ extern "C" void sgemm_(const char *transa, const char *transb, const int *m,
 					   const float *a, const int *lda, const float *b,
 					   const int *ldb, const float *beta, float *c,
 					   const int *ldc);
+
+/*
+ * Vector code is compiled for AVX-512 and AVX2 besides the baseline and
+ * picked at load time from the CPU (no -march in the build).  The build
+ * has -ffp-contract=off, so the clones round exactly as the baseline does
+ * and results do not depend on which one runs.
+ */
+#define RL_VECTOR_CLONES \
+	__attribute__((target_clones("avx512f", "avx2", "default")))
 
 namespace
 {
@@ -155,10 +165,32 @@ guarded(char *err, F &&body) noexcept
 	return RL_TORCH_ERROR;
 }
 
+/*
+ * Whether v[0 .. n - 1] holds a NaN or an infinity (all exponent bits
+ * set), the test OR-ed over the array without a branch so that the loop
+ * vectorises: a batch's observations are checked on every update call.
+ */
+RL_VECTOR_CLONES bool
+any_non_finite(const float *v, int64_t n)
+{
+	uint32_t	bad = 0;
+
+	for (int64_t i = 0; i < n; i++)
+	{
+		uint32_t	bits;
+
+		memcpy(&bits, v + i, sizeof(bits));
+		bad |= (uint32_t) ((bits & 0x7f800000u) == 0x7f800000u);
+	}
+	return bad != 0;
+}
+
 /* Reject NaN and infinities before they reach the network. */
 void
 check_finite(const float *v, int64_t n, const char *what)
 {
+	if (!any_non_finite(v, n))
+		return;
 	for (int64_t i = 0; i < n; i++)
 		if (!std::isfinite(v[i]))
 			fail("%s contains a non-finite value at index %lld",
@@ -214,8 +246,8 @@ struct RlPpoWork
 	std::vector<float> d1;		/* [rows, hidden] dloss/dh1, then dloss/dz1 */
 	std::vector<double> colsum;	/* [max(hidden, n_actions + 1)] bias sums */
 	std::vector<float> adv;		/* [rows] normalised advantages */
-	std::vector<float> logp;	/* [n_actions] one row's log-probabilities */
-	std::vector<float> prob;	/* [n_actions] and probabilities */
+	std::vector<float> rowf;	/* the loss's per-row columns (PpoCols) */
+	std::vector<int32_t> act;	/* [rows] the minibatch's actions */
 };
 
 /*
@@ -435,6 +467,64 @@ make_buffers(RlTorchNet *net)
 }
 
 /*
+ * The per-row loss works on columns (structure of arrays: one array per
+ * quantity, indexed by row) so that its loops run across rows in vector
+ * registers; per action j, a quantity's column is at j * rows.
+ */
+struct PpoCols
+{
+	float	   *z;				/* [n_actions + 1][rows] logits and value, biased */
+	float	   *lp;				/* [n_actions][rows] log-probabilities */
+	float	   *pr;				/* [n_actions][rows] probabilities */
+	float	   *g;				/* [n_actions + 1][rows] G(z), G(value) */
+	float	   *mx;				/* [rows] largest logit */
+	float	   *se;				/* [rows] sum of exp(z - mx) */
+	float	   *lse;			/* [rows] mx + log(se) */
+	float	   *pl;				/* [rows] sum of p l */
+	float	   *logp;			/* [rows] l of the action taken */
+	float	   *old;			/* [rows] old_logp */
+	float	   *ret;			/* [rows] returns */
+	float	   *pol;			/* [rows] min(r A, clamp(r) A) */
+	float	   *diff;			/* [rows] value - return */
+	float	   *kl;				/* [rows] old - logp */
+	float	   *glogp;			/* [rows] G(logp) */
+	float	   *gsum;			/* [rows] sum of G(l) */
+};
+
+/* Floats per row that PpoCols takes. */
+int64_t
+ppo_cols_per_row(const RlArch *a)
+{
+	return 2 * ((int64_t) a->n_actions + 1) + 2 * (int64_t) a->n_actions + 12;
+}
+
+/* PpoCols carved from buf (rows * ppo_cols_per_row floats). */
+PpoCols
+ppo_cols(float *buf, const RlArch *a, int64_t rows)
+{
+	const int64_t na = a->n_actions;
+	PpoCols		c;
+
+	c.z = buf;
+	c.lp = c.z + (na + 1) * rows;
+	c.pr = c.lp + na * rows;
+	c.g = c.pr + na * rows;
+	c.mx = c.g + (na + 1) * rows;
+	c.se = c.mx + rows;
+	c.lse = c.se + rows;
+	c.pl = c.lse + rows;
+	c.logp = c.pl + rows;
+	c.old = c.logp + rows;
+	c.ret = c.old + rows;
+	c.pol = c.ret + rows;
+	c.diff = c.pol + rows;
+	c.kl = c.diff + rows;
+	c.glogp = c.kl + rows;
+	c.gsum = c.glogp + rows;
+	return c;
+}
+
+/*
  * Size a PPO work area for "rows" rows, keeping larger buffers: gather
  * wants x (rows picked by index), backward the gradient buffers.
  */
@@ -466,21 +556,12 @@ ensure_work(RlPpoWork *w, const RlArch *a, int64_t rows, bool gather,
 	}
 	w->colsum.resize(std::max(h, k));
 	w->adv.resize(rows);
-	w->logp.resize(a->n_actions);
-	w->prob.resize(a->n_actions);
+	w->rowf.resize(rows * ppo_cols_per_row(a));
+	w->act.resize(rows);
 	w->rows = rows;
 	w->gather = gather;
 	w->backward = backward;
 }
-
-/*
- * Vector code is compiled for AVX-512 and AVX2 besides the baseline and
- * picked at load time from the CPU (no -march in the build).  The build
- * has -ffp-contract=off, so the clones round exactly as the baseline does
- * and results do not depend on which one runs.
- */
-#define RL_VECTOR_CLONES \
-	__attribute__((target_clones("avx512f", "avx2", "default")))
 
 /*
  * C = op(A) op(B) + beta C for row-major float matrices through the BLAS
@@ -512,56 +593,162 @@ gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
 }
 
 /*
- * tanh of one float within 0.6 ulp (test_torch sweeps every float up to
- * 20).  libtorch's tanh (Sleef, within 1 ulp) took about 2 ns an element
- * here; inlined into the vector loops below this takes a fraction of it:
- *	 |x| >= 0.3: tanh x = sign(x) (1 - e) / (1 + e), e = exp(-2|x|), in
- *	   double and rounded once; the exp by 2^n exp(r), n = round(a / ln 2),
- *	   |r| <= ln 2 / 2, exp(r) by its Taylor polynomial of degree 7
- *	   (relative error below 6e-9, a tenth of a float ulp);
- *	 |x| < 0.3: in float, the Taylor series x - x^3/3 + 2x^5/15 -
- *	   17x^7/315 + 62x^9/2835 - 1382x^11/155925 + 21844x^13/6081075, whose
- *	   next term is below 1e-10 of x there.
- * Large |x| gives e < 1e-43, so exactly +-1; NaN stays NaN.  Both branches
+ * exp(r) for |r| <= ln 2 / 2 (after range reduction): 1 + r + r^2 P(r),
+ * P a near-minimax polynomial of degree 4 (Chebyshev fit, error below
+ * 2^-26 relative); in float, with the rounding about 1 ulp.
+ */
+inline __attribute__((always_inline)) float
+exp_reduced(float r)
+{
+	float		p = 0.00139261759f;
+
+	p = p * r + 0.00836317334f;
+	p = p * r + 0.0416665561f;
+	p = p * r + 0.166665778f;
+	p = p * r + 0.5f;
+	return (p * (r * r) + r) + 1.0f;
+}
+
+/*
+ * 2^n as a float, for a t = a / ln 2 + 1.5 2^23 whose low bits hold n =
+ * round(a / ln 2), n + 127 in 1 .. 254: n + 127 shifted into the exponent
+ * field (t's own exponent bits shift out), no conversion, so that loops of
+ * it vectorise.
+ */
+inline __attribute__((always_inline)) float
+pow2_from_shifted(float t)
+{
+	uint32_t	bits;
+	float		scale;
+
+	memcpy(&bits, &t, sizeof(bits));
+	bits = (bits + 127) << 23;
+	memcpy(&scale, &bits, sizeof(scale));
+	return scale;
+}
+
+/* Range reduction of exp: 1.5 2^23 (rounds to integers), ln 2 in two parts */
+const float EXP_SHIFTER = 0x1.8p23f;
+const float LOG2E = 1.44269502f;
+const float LN2_HI = 0.693359375f;	/* 9 bits: n LN2_HI is exact */
+const float LN2_LO = -0.000212194442f;
+
+/*
+ * exp(x) in float within about 1 ulp, vectorisable (no libm call): exp(x) =
+ * 2^n exp(r), n = round(x / ln 2), r = x - n ln 2 in two parts (Cody and
+ * Waite), 2^n applied in two halves so that results down to the subnormal
+ * range round once.  Beyond 88.8 it is +inf, below -104 zero; NaN stays
+ * NaN (the clamps' comparisons are false for it).
+ */
+inline __attribute__((always_inline)) float
+exp_float(float x)
+{
+	x = x > 88.8f ? 88.8f : x;
+	x = x < -104.0f ? -104.0f : x;
+
+	const float t = x * LOG2E + EXP_SHIFTER;
+	const float n = t - EXP_SHIFTER;
+	const float r = (x - n * LN2_HI) - n * LN2_LO;
+	uint32_t	tb;
+
+	/* n in -150 .. 128: halves n1 = floor(n / 2) and n - n1, each normal */
+	memcpy(&tb, &t, sizeof(tb));
+
+	const int32_t ni = (int32_t) (tb - 0x4b400000u);
+	const int32_t n1 = ni >> 1;
+	const int32_t n2 = ni - n1;
+	uint32_t	b1 = (uint32_t) (n1 + 127) << 23;
+	uint32_t	b2 = (uint32_t) (n2 + 127) << 23;
+	float		s1,
+				s2;
+
+	memcpy(&s1, &b1, sizeof(s1));
+	memcpy(&s2, &b2, sizeof(s2));
+	return (exp_reduced(r) * s1) * s2;
+}
+
+/*
+ * log(x) in float within about 1 ulp for the x > 0 this file needs it for
+ * (a softmax's sum of exponentials, at least 1) and NaN; zero, subnormals
+ * and infinities are not handled.  x = 2^e m with m in [sqrt(1/2),
+ * sqrt(2)), log x = e ln 2 + log1p(f), f = m - 1 (exact), log1p(f) = f +
+ * f^2 P(f), P of degree 8 (Chebyshev fit, error below 2^-25 relative).
+ * Vectorisable: no libm call.
+ */
+inline __attribute__((always_inline)) float
+log_float(float x)
+{
+	uint32_t	bits;
+	float		m;
+
+	memcpy(&bits, &x, sizeof(bits));
+
+	int32_t		e = (int32_t) (bits >> 23) - 127;
+	uint32_t	mb = (bits & 0x007fffffu) | 0x3f800000u;
+
+	memcpy(&m, &mb, sizeof(m));
+	e = m > 1.41421354f ? e + 1 : e;
+	m = m > 1.41421354f ? m * 0.5f : m;
+
+	const float f = m - 1.0f;
+	const float ef = (float) e;
+	float		p = -0.076736415f;
+
+	p = p * f + 0.127226728f;
+	p = p * f + -0.131275557f;
+	p = p * f + 0.14204856f;
+	p = p * f + -0.166266456f;
+	p = p * f + 0.200012345f;
+	p = p * f + -0.250007812f;
+	p = p * f + 0.3333333f;
+	p = p * f + -0.499999976f;
+
+	const float y = (f + (f * f) * p + ef * LN2_LO) + ef * LN2_HI;
+
+	return x == x ? y : x;
+}
+
+/*
+ * tanh of one float within 1.3 ulp (test_torch sweeps every float up to
+ * 20), in float and vectorisable.  libtorch's tanh (Sleef, within 1 ulp)
+ * took about 2 ns an element here; inlined into the vector loops below
+ * this takes a fraction of it:
+ *	 |x| >= 0.75: tanh |x| = 1 - 2e / (1 + e), e = exp(-2|x|) (by
+ *	   exp_reduced, the 2^n scale at once: -2|x| is clamped to -80, where
+ *	   the result is exactly 1), the sign copied from x;
+ *	 |x| < 0.75: x + x^3 P(x^2), P a near-minimax polynomial of degree 6
+ *	   (Chebyshev fit, error below 2^-31 of tanh x).
+ * At 0.75, 2e / (1 + e) is 0.37 of the result, so its rounding costs at
+ * most about 1.3 ulp of it, less further out (the old double version was
+ * within 0.6 ulp; the test's bound is 2.1).  NaN stays NaN.  Both branches
  * are computed and one selected, so a loop of it vectorises.  The backward
  * pass needs only h: d tanh(z)/dz = 1 - h^2.
  */
 inline __attribute__((always_inline)) float
 tanh1(float x)
 {
-	const float x2 = x * x;
-	const float small = x + x * (x2 * ((float) (-1.0 / 3) + x2 *
-									   ((float) (2.0 / 15) + x2 *
-										((float) (-17.0 / 315) + x2 *
-										 ((float) (62.0 / 2835) + x2 *
-										  ((float) (-1382.0 / 155925) + x2 *
-										   (float) (21844.0 / 6081075)))))));
-	double		a = -2.0 * std::fabs((double) x);
+	const float s = x * x;
+	float		p = -0.00069653301f;
 
-	a = a < -100.0 ? -100.0 : a;	/* NaN stays NaN */
+	p = p * s + 0.00308992644f;
+	p = p * s + -0.00868471712f;
+	p = p * s + 0.0218357816f;
+	p = p * s + -0.0539651662f;
+	p = p * s + 0.133333221f;
+	p = p * s + -0.333333343f;
 
-	/* n = round(a / ln 2) in the low bits of t, and exactly as a double */
-	const double shifter = 0x1.8p52;
-	const double t = a * 1.4426950408889634 + shifter;
-	const double n = t - shifter;
-	const double r = a - n * 0.6931471805599453;
-	const double r2 = r * r;
-	const double r4 = r2 * r2;
-	/* Estrin's scheme: shorter dependency chains than Horner's */
-	const double p = ((1 + r) + r2 * (1.0 / 2 + r * (1.0 / 6))) +
-		r4 * ((1.0 / 24 + r * (1.0 / 120)) + r2 * (1.0 / 720 + r * (1.0 / 5040)));
-	uint64_t	bits;
-	double		scale;
+	const float small = x + x * (s * p);
+	float		a = -2.0f * std::fabs(x);
 
-	/* 2^n: n + 1023 (between 878 and 1023) into the exponent field */
-	memcpy(&bits, &t, sizeof(bits));
-	bits = (bits + 1023) << 52;
-	memcpy(&scale, &bits, sizeof(scale));
+	a = a < -80.0f ? -80.0f : a;	/* NaN stays NaN */
 
-	const double e = p * scale;
-	const float large = (float) std::copysign((1 - e) / (1 + e), (double) x);
+	const float t = a * LOG2E + EXP_SHIFTER;
+	const float n = t - EXP_SHIFTER;
+	const float r = (a - n * LN2_HI) - n * LN2_LO;
+	const float e = exp_reduced(r) * pow2_from_shifted(t);
+	const float large = std::copysign(1.0f - (e + e) / (1.0f + e), x);
 
-	return x2 < 0.09f ? small : large;
+	return s < 0.5625f ? small : large;
 }
 
 /* x[i] = tanh(x[i]) over an array (the test entry rl_torch_tanh). */
@@ -617,6 +804,144 @@ tanh_grad_rows(float *__restrict d, const float *__restrict h,
 	}
 	for (int64_t j = 0; j < cols; j++)
 		gb[j] = (float) acc[j];
+}
+
+/*
+ * The per-row part of the PPO loss and, if backward, of its gradient, on
+ * columns (c.z, c.old, c.ret, act and adv filled in): every loop runs
+ * across rows, with exp_float and log_float instead of libm calls, so that
+ * it vectorises; per row, the operations are those of ppo_terms' formulas
+ * in the order autograd takes them.  Fills c.pol, c.diff, c.pl and c.kl
+ * for the caller's sums and, if backward, G(z) and G(value) in c.g.  The
+ * columns never overlap; "ivdep" says so, since GCC ignores restrict on
+ * local pointers and gives up on loops that would need more than ten
+ * run-time overlap checks.
+ */
+RL_VECTOR_CLONES void
+ppo_rows(const PpoCols &c, const int32_t *__restrict act,
+		 const float *__restrict adv, int64_t rows, int64_t na, float lo,
+		 float hi, float g_pol, float g_ent, float g_val, bool backward)
+{
+	float	   *__restrict mx = c.mx;
+	float	   *__restrict se = c.se;
+	float	   *__restrict lse = c.lse;
+	float	   *__restrict pl = c.pl;
+	float	   *__restrict logp = c.logp;
+
+	/* log_softmax as ATen computes it: z - (max + log(sum exp(z - max))) */
+#pragma GCC ivdep
+	for (int64_t r = 0; r < rows; r++)
+	{
+		mx[r] = c.z[r];
+		se[r] = 0;
+		pl[r] = 0;
+		logp[r] = 0;
+	}
+	for (int64_t j = 1; j < na; j++)
+	{
+		const float *__restrict z = c.z + j * rows;
+
+#pragma GCC ivdep
+		for (int64_t r = 0; r < rows; r++)
+			mx[r] = std::max(mx[r], z[r]);
+	}
+	for (int64_t j = 0; j < na; j++)
+	{
+		const float *__restrict z = c.z + j * rows;
+
+#pragma GCC ivdep
+		for (int64_t r = 0; r < rows; r++)
+			se[r] += exp_float(z[r] - mx[r]);
+	}
+#pragma GCC ivdep
+	for (int64_t r = 0; r < rows; r++)
+		lse[r] = mx[r] + log_float(se[r]);
+	for (int64_t j = 0; j < na; j++)
+	{
+		const float *__restrict z = c.z + j * rows;
+		float	   *__restrict lp = c.lp + j * rows;
+		float	   *__restrict pr = c.pr + j * rows;
+
+#pragma GCC ivdep
+		for (int64_t r = 0; r < rows; r++)
+		{
+			const float l = z[r] - lse[r];
+			const float p = exp_float(l);
+
+			lp[r] = l;
+			pr[r] = p;
+			pl[r] += p * l;
+			logp[r] = act[r] == j ? l : logp[r];
+		}
+	}
+
+	/* ratio, the clipped surrogate, the value error and G(logp) */
+	const float *__restrict zv = c.z + na * rows;
+	const float *__restrict old = c.old;
+	const float *__restrict ret = c.ret;
+	float	   *__restrict pol = c.pol;
+	float	   *__restrict diff = c.diff;
+	float	   *__restrict kl = c.kl;
+	float	   *__restrict glogp = c.glogp;
+
+#pragma GCC ivdep
+	for (int64_t r = 0; r < rows; r++)
+	{
+		const float rt = exp_float(logp[r] - old[r]);
+		const float an = adv[r];
+		const float s1 = rt * an;
+		const float s2 = std::min(std::max(rt, lo), hi) * an;
+		const bool	inside = rt >= lo && rt <= hi;
+		const float half = g_pol * 0.5f * an;
+		const float g_in = inside ? g_pol * an : 0.0f;
+		const float g_tie = inside ? half + half : half;
+		const float g_ratio = s1 < s2 ? g_pol * an : s1 > s2 ? g_in : g_tie;
+
+		pol[r] = std::min(s1, s2);
+		diff[r] = zv[r] - ret[r];
+		kl[r] = old[r] - logp[r];
+		glogp[r] = g_ratio * rt;
+	}
+	if (!backward)
+		return;
+
+	/* G(l), then through log_softmax to G(z); G(value) */
+	float	   *__restrict gsum = c.gsum;
+
+#pragma GCC ivdep
+	for (int64_t r = 0; r < rows; r++)
+		gsum[r] = 0;
+	for (int64_t j = 0; j < na; j++)
+	{
+		const float *__restrict lp = c.lp + j * rows;
+		const float *__restrict pr = c.pr + j * rows;
+		float	   *__restrict g = c.g + j * rows;
+
+#pragma GCC ivdep
+		for (int64_t r = 0; r < rows; r++)
+		{
+			float		gl = g_ent * pr[r] + g_ent * lp[r] * pr[r];
+
+			gl = act[r] == j ? gl + glogp[r] : gl;
+			g[r] = gl;
+			gsum[r] += gl;
+		}
+	}
+	for (int64_t j = 0; j < na; j++)
+	{
+		const float *__restrict pr = c.pr + j * rows;
+		float	   *__restrict g = c.g + j * rows;
+
+#pragma GCC ivdep
+		for (int64_t r = 0; r < rows; r++)
+			g[r] -= pr[r] * gsum[r];
+	}
+
+	float	   *__restrict gv = c.g + na * rows;
+
+#pragma GCC ivdep
+	for (int64_t r = 0; r < rows; r++)
+		gv[r] = g_val * (2.0f * diff[r]);
 }
 
 /* The PPO loss of one minibatch and its parts, as the float scalars they were. */
@@ -743,15 +1068,26 @@ ppo_terms(RlTorchNet *net, const RlTorchPPOConfig *cfg,
 	else
 		adv[0] = b->advantages[idx ? idx[0] : 0] - mean;
 
-	/* the rows: loss terms and G(head) */
-	const float lo = (float) (1.0 - cfg->clip);
-	const float hi = (float) (1.0 + cfg->clip);
-	const float g_pol = -1.0f / (float) rows;
-	const float g_ent = cfg->entropy_coef / (float) rows;
-	const float g_val = cfg->value_coef / (float) rows;
-	float	   *dh = backward ? w->dhead.data() : nullptr;
-	float	   *lp = w->logp.data();
-	float	   *pr = w->prob.data();
+	/* the rows: loss terms and G(head), on columns (PpoCols) */
+	const PpoCols c = ppo_cols(w->rowf.data(), a, rows);
+	int32_t    *act = w->act.data();
+
+	for (int64_t r = 0; r < rows; r++)
+	{
+		const int64_t i = idx ? idx[r] : r;
+
+		/* the bias after the product, as addmm's beta = 1 adds it */
+		for (int64_t j = 0; j < k; j++)
+			c.z[j * rows + r] = head[r * k + j] + hb[j];
+		c.old[r] = b->old_logp[i];
+		c.ret[r] = b->returns[i];
+		act[r] = b->actions[i];
+	}
+	ppo_rows(c, act, adv, rows, na, (float) (1.0 - cfg->clip),
+			 (float) (1.0 + cfg->clip), -1.0f / (float) rows,
+			 cfg->entropy_coef / (float) rows, cfg->value_coef / (float) rows,
+			 backward);
+
 	double		s_pol = 0,
 				s_val = 0,
 				s_ent = 0,
@@ -759,78 +1095,10 @@ ppo_terms(RlTorchNet *net, const RlTorchPPOConfig *cfg,
 
 	for (int64_t r = 0; r < rows; r++)
 	{
-		const int64_t i = idx ? idx[r] : r;
-		float	   *z = head + r * k;
-		const int	act = b->actions[i];
-		float		mx,
-					se = 0,
-					pl = 0;
-
-		/* the bias after the product, as addmm's beta = 1 adds it */
-		for (int64_t j = 0; j < k; j++)
-			z[j] += hb[j];
-		mx = z[0];
-
-		/* log_softmax as ATen computes it: z - (max + log(sum exp(z - max))) */
-		for (int64_t j = 1; j < na; j++)
-			mx = std::max(mx, z[j]);
-		for (int64_t j = 0; j < na; j++)
-			se += std::exp(z[j] - mx);
-
-		const float lse = mx + std::log(se);
-
-		for (int64_t j = 0; j < na; j++)
-		{
-			lp[j] = z[j] - lse;
-			pr[j] = std::exp(lp[j]);
-			pl += pr[j] * lp[j];
-		}
-
-		const float logp = lp[act];
-		const float ratio = std::exp(logp - b->old_logp[i]);
-		const float an = adv[r];
-		const float s1 = ratio * an;
-		const float s2 = std::min(std::max(ratio, lo), hi) * an;
-		const float diff = z[na] - b->returns[i];
-
-		s_pol += std::min(s1, s2);
-		s_val += (double) diff * diff;
-		s_ent -= pl;
-		s_kl += b->old_logp[i] - logp;
-
-		if (!backward)
-			continue;
-
-		const bool	inside = ratio >= lo && ratio <= hi;
-		float		g_ratio;
-
-		if (s1 < s2)
-			g_ratio = g_pol * an;
-		else if (s1 > s2)
-			g_ratio = inside ? g_pol * an : 0.0f;
-		else
-		{
-			const float half = g_pol * 0.5f * an;
-
-			g_ratio = inside ? half + half : half;
-		}
-
-		const float g_logp = g_ratio * ratio;
-		float	   *g = dh + r * k;
-		float		g_sum = 0;
-
-		for (int64_t j = 0; j < na; j++)
-		{
-			float		gl = g_ent * pr[j] + g_ent * lp[j] * pr[j];
-
-			if (j == act)
-				gl += g_logp;
-			g[j] = gl;
-			g_sum += gl;
-		}
-		for (int64_t j = 0; j < na; j++)
-			g[j] -= pr[j] * g_sum;
-		g[na] = g_val * (2.0f * diff);
+		s_pol += c.pol[r];
+		s_val += (double) c.diff[r] * c.diff[r];
+		s_ent -= c.pl[r];
+		s_kl += c.kl[r];
 	}
 
 	PpoTerms	t;
@@ -844,21 +1112,29 @@ ppo_terms(RlTorchNet *net, const RlTorchPPOConfig *cfg,
 	if (!backward)
 		return t;
 
-	/* the heads, then back through the trunk */
-	float	   *d2 = w->d2.data();
-	float	   *d1 = w->d1.data();
+	/* G(head) back in rows for the GEMMs; its column sums, the heads' bias gradient */
+	float	   *dh = w->dhead.data();
 	float	   *gb = net->head_gb.data_ptr<float>();
 
-	gemm(true, false, k, h, rows, dh, k, h2, h, 0.0f,
-		 net->head_gw.data_ptr<float>(), h);
 	for (int64_t j = 0; j < k; j++)
 	{
+		const float *g = c.g + j * rows;
 		double		s = 0;
 
 		for (int64_t r = 0; r < rows; r++)
-			s += dh[r * k + j];
+		{
+			dh[r * k + j] = g[r];
+			s += g[r];
+		}
 		gb[j] = (float) s;
 	}
+
+	/* the heads, then back through the trunk */
+	float	   *d2 = w->d2.data();
+	float	   *d1 = w->d1.data();
+
+	gemm(true, false, k, h, rows, dh, k, h2, h, 0.0f,
+		 net->head_gw.data_ptr<float>(), h);
 	gemm(false, false, rows, h, k, dh, k, hw, h, 0.0f, d2, h);
 	tanh_grad_rows(d2, h2, rows, h, w->colsum.data(),
 				   net->grad[P_B2].data_ptr<float>());

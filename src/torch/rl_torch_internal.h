@@ -37,7 +37,7 @@ extern RlTorchStatus rl_torch_ppo_grad(RlTorchNet *net,
 
 /*
  * TEST ONLY.  x[i] = tanh(x[i]) for n floats by the PPO update's own tanh
- * (it replaces libtorch's there: faster, within 0.6 ulp; the test keeps
+ * (it replaces libtorch's there: faster, within 1.3 ulp; the test keeps
  * its former bound of 2.1).
  */
 extern RlTorchStatus rl_torch_tanh(float *x, int64_t n, char *err);
