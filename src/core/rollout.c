@@ -357,15 +357,14 @@ rl_rollout_offsets(const RlEpisode *episodes, int64_t n_episodes,
 }
 
 /*
- * The observation of transition j, rebuilt from the series: the one the
- * rollout gave the policy.  Its position is the episode's previous
- * action's (flat at an episode's first step), so the actions suffice and
- * no observation need be kept per transition.
+ * Where transition j was decided: its episode's series, the bar t and the
+ * position held coming into it (the episode's previous action's; flat at
+ * an episode's first step).
  */
 int
-rl_rollout_observation(const RlRolloutSpec *spec, const int64_t *offsets,
-					   const int32_t *actions, int64_t j, float *obs,
-					   char *err)
+rl_rollout_locate(const RlRolloutSpec *spec, const int64_t *offsets,
+				  const int32_t *actions, int64_t j, int32_t *series,
+				  int64_t *t, int32_t *position, char *err)
 {
 	int64_t		lo = 0;
 	int64_t		hi = spec->n_episodes - 1;
@@ -388,8 +387,30 @@ rl_rollout_observation(const RlRolloutSpec *spec, const int64_t *offsets,
 	}
 	ep = &spec->episodes[lo];
 	k = j - offsets[lo];
-	return rl_env_observation(&spec->series[ep->series], spec->window,
-							  spec->n_features, spec->sigma, ep->t0 + k,
-							  k == 0 ? 0 : rl_action_position(actions[j - 1]),
+	*series = ep->series;
+	*t = ep->t0 + k;
+	*position = k == 0 ? 0 : rl_action_position(actions[j - 1]);
+	return RL_ENV_OK;
+}
+
+/*
+ * The observation of transition j, rebuilt from the series: the one the
+ * rollout gave the policy, so no observation need be kept per transition.
+ */
+int
+rl_rollout_observation(const RlRolloutSpec *spec, const int64_t *offsets,
+					   const int32_t *actions, int64_t j, float *obs,
+					   char *err)
+{
+	int32_t		series;
+	int64_t		t;
+	int32_t		position;
+	int			rc = rl_rollout_locate(spec, offsets, actions, j, &series, &t,
+									   &position, err);
+
+	if (rc != RL_ENV_OK)
+		return rc;
+	return rl_env_observation(&spec->series[series], spec->window,
+							  spec->n_features, spec->sigma, t, position,
 							  obs, err);
 }

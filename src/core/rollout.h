@@ -140,6 +140,15 @@ extern void rl_rollout_offsets(const RlEpisode *episodes, int64_t n_episodes,
 							   int64_t *offsets);
 
 /*
+ * Where transition j was decided (series index, bar t, position held
+ * coming in), with offsets from rl_rollout_offsets().
+ */
+extern int	rl_rollout_locate(const RlRolloutSpec *spec, const int64_t *offsets,
+							  const int32_t *actions, int64_t j,
+							  int32_t *series, int64_t *t, int32_t *position,
+							  char *err);
+
+/*
  * Rebuild transition j's observation (obs_dim floats) from the series and
  * the rollout's actions, with offsets from rl_rollout_offsets().
  */

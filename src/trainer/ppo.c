@@ -44,27 +44,55 @@ typedef struct ObsArg
 	const int64 *offsets;
 	const int32 *actions;
 	int32		obs_dim;
+	/* where each row of the minibatch was decided (capacity entries) */
+	int64		capacity;
+	int32	   *series;
+	int64	   *t;
+	int32	   *position;
 } ObsArg;
 
 /*
  * The PPO update's observations, rebuilt for each minibatch from the
  * series and the rollout's actions: an epoch keeps 16 bytes per decision
  * instead of an observation (obs_dim floats) per decision (issue 16).
+ * The rows are random places in the series: locate them all first and
+ * prefetch their windows, so the copies do not wait on memory one by one.
  */
 static int
 build_obs(void *arg, const int64_t *idx, int64_t m, float *out, char *err)
 {
 	ObsArg	   *o = (ObsArg *) arg;
+	const RlRolloutSpec *spec = o->spec;
 	char		eerr[RL_ENV_ERRLEN];
 
+	if (m > o->capacity)
+	{
+		snprintf(err, RL_TORCH_ERRLEN, "minibatch of %lld rows, room for %lld",
+				 (long long) m, (long long) o->capacity);
+		return 1;
+	}
 	for (int64_t i = 0; i < m; i++)
-		if (rl_rollout_observation(o->spec, o->offsets, o->actions, idx[i],
-								   out + i * o->obs_dim, eerr) != RL_ENV_OK)
-		{
-			strlcpy(err, eerr, RL_TORCH_ERRLEN);
-			return 1;
-		}
+	{
+		const double *r;
+
+		if (rl_rollout_locate(spec, o->offsets, o->actions, idx[i], &o->series[i],
+							  &o->t[i], &o->position[i], eerr) != RL_ENV_OK)
+			goto fail;
+		r = spec->series[o->series[i]].returns + o->t[i] - spec->window + 1;
+		for (int32 k = 0; k < spec->window; k += 8)
+			__builtin_prefetch(r + k);
+	}
+	for (int64_t i = 0; i < m; i++)
+		if (rl_env_observation(&spec->series[o->series[i]], spec->window,
+							   spec->n_features, spec->sigma, o->t[i],
+							   o->position[i], out + i * o->obs_dim,
+							   eerr) != RL_ENV_OK)
+			goto fail;
 	return 0;
+
+fail:
+	strlcpy(err, eerr, RL_TORCH_ERRLEN);
+	return 1;
 }
 
 /* Raise the error for a stop request, which the run records as cancelled. */
@@ -124,6 +152,10 @@ rl_ppo_train(RlTorchNet *net, const RlTrainConf *conf, const RlSeries *train,
 	buf.returns = buf.values;
 	offsets = palloc_extended((n_episodes + 1) * sizeof(int64), MCXT_ALLOC_HUGE);
 	rl_rollout_offsets(episodes, n_episodes, offsets);
+	obs_arg.capacity = conf->ppo.minibatch;
+	obs_arg.series = palloc(conf->ppo.minibatch * sizeof(int32));
+	obs_arg.t = palloc(conf->ppo.minibatch * sizeof(int64));
+	obs_arg.position = palloc(conf->ppo.minibatch * sizeof(int32));
 	buf.work = palloc_extended(rl_rollout_work_floats(n_episodes, obs_dim) * sizeof(float),
 							   MCXT_ALLOC_HUGE);
 
