@@ -135,26 +135,49 @@ extern void rl_gae(const float *rewards, const float *values, int64_t n,
 extern int	rl_rollout(const RlRolloutSpec *spec, RlRolloutBuffers *buf,
 					   RlRolloutStats *stats, char *err);
 
-/* offsets[e] = first transition of episode e; offsets[n_episodes] = all. */
+/* Transitions per bucket of the index that finds a transition's episode. */
+#define RL_ROLLOUT_BUCKET_SHIFT 6
+
+/* Entries of that index for n transitions. */
+extern int64_t rl_rollout_bucket_count(int64_t n_transitions);
+
+/*
+ * offsets[e] = first transition of episode e, offsets[n_episodes] = all
+ * (n_episodes + 1 entries); buckets (rl_rollout_bucket_count(all)
+ * entries) = the episode of every RL_ROLLOUT_BUCKET_SHIFT-th transition.
+ */
 extern void rl_rollout_offsets(const RlEpisode *episodes, int64_t n_episodes,
-							   int64_t *offsets);
+							   int64_t *offsets, int64_t *buckets);
 
 /*
  * Where transition j was decided (series index, bar t, position held
- * coming in), with offsets from rl_rollout_offsets().
+ * coming in), with the index from rl_rollout_offsets().
  */
 extern int	rl_rollout_locate(const RlRolloutSpec *spec, const int64_t *offsets,
-							  const int32_t *actions, int64_t j,
-							  int32_t *series, int64_t *t, int32_t *position,
-							  char *err);
+							  const int64_t *buckets, const int32_t *actions,
+							  int64_t j, int32_t *series, int64_t *t,
+							  int32_t *position, char *err);
 
 /*
  * Rebuild transition j's observation (obs_dim floats) from the series and
- * the rollout's actions, with offsets from rl_rollout_offsets().
+ * the rollout's actions, with the index from rl_rollout_offsets().
  */
 extern int	rl_rollout_observation(const RlRolloutSpec *spec,
 								   const int64_t *offsets,
+								   const int64_t *buckets,
 								   const int32_t *actions, int64_t j,
 								   float *obs, char *err);
+
+/*
+ * The returns of a series divided by sigma, as observations hold them
+ * (s->n floats), and an observation copied out of them: the PPO update's
+ * fast way to rebuild observations, equal to rl_env_observation's.
+ */
+extern void rl_rollout_scale_returns(const RlSeries *s, double sigma,
+									 float *out);
+extern void rl_rollout_scaled_observation(const RlRolloutSpec *spec,
+										  const float *const *scaled,
+										  int32_t series, int64_t t,
+										  int32_t position, float *obs);
 
 #endif							/* RL_ROLLOUT_H */

@@ -42,8 +42,10 @@ typedef struct ObsArg
 {
 	const RlRolloutSpec *spec;
 	const int64 *offsets;
+	const int64 *buckets;
 	const int32 *actions;
 	int32		obs_dim;
+	const float *const *scaled; /* each series' returns / sigma */
 	/* where each row of the minibatch was decided (capacity entries) */
 	int64		capacity;
 	int32	   *series;
@@ -55,8 +57,10 @@ typedef struct ObsArg
  * The PPO update's observations, rebuilt for each minibatch from the
  * series and the rollout's actions: an epoch keeps 16 bytes per decision
  * instead of an observation (obs_dim floats) per decision (issue 16).
- * The rows are random places in the series: locate them all first and
- * prefetch their windows, so the copies do not wait on memory one by one.
+ * Each observation is a copy out of the returns scaled once per run (4
+ * bytes per row).  The rows are random places in the series: locate them
+ * all first and prefetch their windows, so the copies do not wait on
+ * memory one by one.
  */
 static int
 build_obs(void *arg, const int64_t *idx, int64_t m, float *out, char *err)
@@ -73,21 +77,18 @@ build_obs(void *arg, const int64_t *idx, int64_t m, float *out, char *err)
 	}
 	for (int64_t i = 0; i < m; i++)
 	{
-		const double *r;
+		const float *r;
 
-		if (rl_rollout_locate(spec, o->offsets, o->actions, idx[i], &o->series[i],
+		if (rl_rollout_locate(spec, o->offsets, o->buckets, o->actions, idx[i], &o->series[i],
 							  &o->t[i], &o->position[i], eerr) != RL_ENV_OK)
 			goto fail;
-		r = spec->series[o->series[i]].returns + o->t[i] - spec->window + 1;
-		for (int32 k = 0; k < spec->window; k += 8)
+		r = o->scaled[o->series[i]] + o->t[i] - spec->window + 1;
+		for (int32 k = 0; k < spec->window; k += 16)
 			__builtin_prefetch(r + k);
 	}
 	for (int64_t i = 0; i < m; i++)
-		if (rl_env_observation(&spec->series[o->series[i]], spec->window,
-							   spec->n_features, spec->sigma, o->t[i],
-							   o->position[i], out + i * o->obs_dim,
-							   eerr) != RL_ENV_OK)
-			goto fail;
+		rl_rollout_scaled_observation(spec, o->scaled, o->series[i], o->t[i],
+									  o->position[i], out + i * o->obs_dim);
 	return 0;
 
 fail:
@@ -121,6 +122,7 @@ rl_ppo_train(RlTorchNet *net, const RlTrainConf *conf, const RlSeries *train,
 	RlRolloutSpec spec;
 	PolicyArg	policy = {net, ""};
 	int64	   *offsets;
+	int64	   *buckets;
 	ObsArg		obs_arg;
 	char		err[RL_ENV_ERRLEN];
 	char		terr[RL_TORCH_ERRLEN];
@@ -151,7 +153,19 @@ rl_ppo_train(RlTorchNet *net, const RlTrainConf *conf, const RlSeries *train,
 	buf.advantages = buf.rewards;
 	buf.returns = buf.values;
 	offsets = palloc_extended((n_episodes + 1) * sizeof(int64), MCXT_ALLOC_HUGE);
-	rl_rollout_offsets(episodes, n_episodes, offsets);
+	buckets = palloc_extended(rl_rollout_bucket_count(n_decisions) * sizeof(int64),
+							  MCXT_ALLOC_HUGE);
+	rl_rollout_offsets(episodes, n_episodes, offsets, buckets);
+	{
+		float	  **scaled = palloc(Max(n_series, 1) * sizeof(float *));
+
+		for (int i = 0; i < n_series; i++)
+		{
+			scaled[i] = palloc_extended(Max(train[i].n, 1) * sizeof(float), MCXT_ALLOC_HUGE);
+			rl_rollout_scale_returns(&train[i], sigma, scaled[i]);
+		}
+		obs_arg.scaled = (const float *const *) scaled;
+	}
 	obs_arg.capacity = conf->ppo.minibatch;
 	obs_arg.series = palloc(conf->ppo.minibatch * sizeof(int32));
 	obs_arg.t = palloc(conf->ppo.minibatch * sizeof(int64));
@@ -203,6 +217,7 @@ rl_ppo_train(RlTorchNet *net, const RlTrainConf *conf, const RlSeries *train,
 		batch.obs_arg = &obs_arg;
 		obs_arg.spec = &spec;
 		obs_arg.offsets = offsets;
+		obs_arg.buckets = buckets;
 		obs_arg.actions = buf.actions;
 		obs_arg.obs_dim = obs_dim;
 		batch.actions = buf.actions;

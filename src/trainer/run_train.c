@@ -29,7 +29,8 @@
 
 /*
  * Bytes a run will hold at its peak, estimated from the data read and the
- * network: the series (a return and the features per row), 16 bytes per
+ * network: the series (a return, its scaled float copy and the features
+ * per row), 16 bytes per
  * training decision (action, log prob, value and return, reward and
  * advantage: no observation, the PPO update rebuilds them per minibatch)
  * and the update's shuffle (8 bytes per decision), per-episode buffers,
@@ -51,7 +52,7 @@ estimated_memory(const RunState *rs)
 	for (int i = 0; i < rs->data->n_series; i++)
 		rows += rs->data->n_prices[i];
 	return RL_TORCH_BASE_MEMORY +
-		rows * (sizeof(double) + sizeof(float) * a->n_features) +
+		rows * (sizeof(double) + sizeof(float) + sizeof(float) * a->n_features) +
 		decisions * (4 * sizeof(float) + sizeof(int64)) +
 		episodes * (sizeof(float) * (a->obs_dim + RL_N_ACTIONS + 1) +
 					sizeof(RlEpisode) + sizeof(int64)) +

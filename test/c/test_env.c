@@ -658,17 +658,41 @@ test_rollout(void)
 	 */
 	{
 		int64_t		offsets[16 + 1];
+		int64_t		buckets[64];
 		float		o[RD];
 		int			same = 1;
 
-		rl_rollout_offsets(eps, ne, offsets);
+		rl_rollout_offsets(eps, ne, offsets, buckets);
 		for (i = 0; i < ntr; i++)
-			if (rl_rollout_observation(&spec, offsets, rb1.actions, i, o, err) != RL_ENV_OK ||
+			if (rl_rollout_observation(&spec, offsets, buckets, rb1.actions, i, o, err) != RL_ENV_OK ||
 				memcmp(o, rb1.obs + i * RD, sizeof(o)) != 0)
 				same = 0;
 		ok(same && offsets[ne] == ntr,
 		   "each of the 53 observations rebuilt from the series and the actions is the stored one");
-		ok(rl_rollout_observation(&spec, offsets, rb1.actions, ntr, o, err) == RL_ENV_BAD_ARG,
+
+		/* the update's fast path: copies of returns scaled once */
+		{
+			static float sc0[64];
+			static float sc1[64];
+			const float *scaled[2] = {sc0, sc1};
+			int32_t		sr;
+			int64_t		tt;
+			int32_t		ps;
+
+			rl_rollout_scale_returns(&ss[0], sigma, sc0);
+			rl_rollout_scale_returns(&ss[1], sigma, sc1);
+			same = 1;
+			for (i = 0; i < ntr; i++)
+			{
+				if (rl_rollout_locate(&spec, offsets, buckets, rb1.actions, i, &sr, &tt, &ps, err) != RL_ENV_OK)
+					same = 0;
+				rl_rollout_scaled_observation(&spec, scaled, sr, tt, ps, o);
+				if (memcmp(o, rb1.obs + i * RD, sizeof(o)) != 0)
+					same = 0;
+			}
+			ok(same, "... and so is each copied from the returns scaled once (bit for bit, with the feature)");
+		}
+		ok(rl_rollout_observation(&spec, offsets, buckets, rb1.actions, ntr, o, err) == RL_ENV_BAD_ARG,
 		   "a transition past the rollout is refused (%s)", err);
 
 		memset(&pl, 0, sizeof(pl));
@@ -735,6 +759,64 @@ test_rollout(void)
 	spec.policy = NULL;
 	ok(rl_rollout(&spec, &rb3.b, NULL, err) == RL_ENV_BAD_ARG,
 	   "NULL policy refused");
+}
+
+/*
+ * The bucket index finds every transition's episode as a search would,
+ * over many buckets, episodes of 1 to 300 steps and episodes shorter than
+ * a bucket.
+ */
+static void
+test_rollout_index(void)
+{
+	enum
+	{
+		NE = 2000
+	};
+	static RlEpisode eps[NE];
+	static int64_t offsets[NE + 1];
+	static int64_t buckets[NE * 300 / 64 + 2];
+	static int32_t actions[NE * 300];
+	RlRolloutSpec spec;
+	uint64_t	x = 12345;
+	int64_t		total = 0;
+	int64_t		e = 0;
+	int			all_ok = 1;
+	char		err[RL_ENV_ERRLEN];
+
+	for (int i = 0; i < NE; i++)
+	{
+		x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+		eps[i].series = i % 3;
+		eps[i].t0 = 100 + i;
+		eps[i].len = i % 7 == 0 ? 1 + (int32_t) ((x >> 33) % 5) : 1 + (int32_t) ((x >> 33) % 300);
+		total += eps[i].len;
+	}
+	memset(&spec, 0, sizeof(spec));
+	spec.episodes = eps;
+	spec.n_episodes = NE;
+	for (int64_t j = 0; j < total; j++)
+		actions[j] = (int32_t) (j % 3);
+	rl_rollout_offsets(eps, NE, offsets, buckets);
+	for (int64_t j = 0; j < total; j++)
+	{
+		int32_t		s;
+		int64_t		t;
+		int32_t		p;
+
+		while (offsets[e + 1] <= j)
+			e++;
+		if (rl_rollout_locate(&spec, offsets, buckets, actions, j, &s, &t, &p, err) != RL_ENV_OK ||
+			s != eps[e].series || t != eps[e].t0 + (j - offsets[e]) ||
+			p != (j == offsets[e] ? 0 : (int32_t) ((j - 1) % 3) - 1))
+			all_ok = 0;
+	}
+	ok(all_ok && offsets[NE] == total,
+	   "bucket index: all %lld transitions of %d episodes (1 to 300 steps) found in the right episode, bar and position",
+	   (long long) total, NE);
+	ok(rl_rollout_locate(&spec, offsets, buckets, actions, total, NULL, NULL, NULL, err) == RL_ENV_BAD_ARG &&
+	   rl_rollout_locate(&spec, offsets, buckets, actions, -1, NULL, NULL, NULL, err) == RL_ENV_BAD_ARG,
+	   "bucket index: a transition outside the rollout is refused (%s)", err);
 }
 
 /* Fixed-probability policy: sampling frequencies and zero-probability actions. */
@@ -1062,6 +1144,7 @@ main(void)
 	test_gae();
 	test_sampling();
 	test_rollout();
+	test_rollout_index();
 	test_backtest();
 	test_backtest_feedback();
 	return done_testing();
